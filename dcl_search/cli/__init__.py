@@ -1,0 +1,44 @@
+"""The ``dcl-search`` command line. Every user mistake ends in one line and exit status 2."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from dcl_search import __version__
+from dcl_search._errors import DCLSearchError
+from dcl_search.cli import _show, _train
+
+COMMANDS = (_train, _show)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dcl-search",
+        description="Search and train knowledge-transfer graphs for deep collaborative learning.",
+    )
+    parser.add_argument("--version", action="version", version=f"dcl-search {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for command in COMMANDS:
+        command.add_parser(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except DCLSearchError as error:
+        print(f"dcl-search: error: {error}", file=sys.stderr)
+        return 2
+    except ValueError as error:  # argument checks of dataclasses (label noise, ...)
+        print(f"dcl-search: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("dcl-search: interrupted; run the same command again to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,88 @@
+"""The model registry, the builder and the structure every registered model shares."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from dcl_search._registry import Registry
+
+ModelFactory = Callable[..., nn.Module]
+
+MODELS: Registry[ModelFactory] = Registry("model")
+"""Name → ``factory(num_classes: int, in_channels: int = 3) -> nn.Module``."""
+
+
+def register_model(name: str, *, overwrite: bool = False) -> Callable[[ModelFactory], ModelFactory]:
+    """Decorator registering a model factory under ``name`` (see :data:`MODELS`).
+
+    >>> @register_model("my_net")
+    ... def my_net(num_classes: int, in_channels: int = 3) -> nn.Module: ...
+    """
+    return MODELS.register(name, overwrite=overwrite)
+
+
+def _check_positive_int(name: str, value: object, minimum: int) -> int:
+    # bool is an int subclass, but build_model("x", True) is a mistake, not 1 class
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}.")
+    return value
+
+
+def build_model(name: str, num_classes: int, in_channels: int = 3) -> nn.Module:
+    """Build the registered model ``name`` for ``num_classes`` classes.
+
+    The model maps a float tensor ``[N, in_channels, H, W]`` (any ``H, W >= 8``) to logits
+    ``[N, num_classes]``; ``model.features(x)`` gives the pooled features ``[N, D]`` and
+    ``model.classifier`` is the final :class:`torch.nn.Linear`.
+
+    Raises:
+        ValueError: ``num_classes < 2`` or ``in_channels < 1``.
+        RegistryError: ``name`` is not registered (the message lists the known names).
+    """
+    _check_positive_int("num_classes", num_classes, 2)
+    _check_positive_int("in_channels", in_channels, 1)
+    factory = MODELS.get(name)
+    return factory(num_classes=num_classes, in_channels=in_channels)
+
+
+def count_parameters(model: nn.Module, *, trainable_only: bool = False) -> int:
+    """Number of scalar parameters (shared ones counted once), as papers report them."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
+
+
+class ImageClassifier(nn.Module):
+    """Base of the registered models: ``forward(x) == classifier(features(x))``.
+
+    Subclasses set ``self.classifier`` (an :class:`torch.nn.Linear` of ``num_features`` inputs)
+    and implement :meth:`features`; extra heads can then reuse the pooled features.
+    """
+
+    classifier: nn.Linear
+    num_features: int
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(x))
+
+
+def init_weights(model: nn.Module) -> None:
+    """He (Kaiming-normal) init for convolutions, identity affine for batch norms."""
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            # fan_out as in the ResNet / WRN reference code: keeps backward variance stable
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+
+
+def conv3x3(in_planes: int, out_planes: int, stride: int = 1) -> nn.Conv2d:
+    # no bias: every conv here is followed by batch norm, which would cancel it
+    return nn.Conv2d(in_planes, out_planes, 3, stride=stride, padding=1, bias=False)

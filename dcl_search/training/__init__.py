@@ -1,0 +1,37 @@
+"""Training of knowledge-transfer graphs: recipes, the collaborative trainer, run folders."""
+
+from __future__ import annotations
+
+from dcl_search.training._augment import Normalizer, random_crop_flip
+from dcl_search.training._metrics import Accuracy, EpochMetrics
+from dcl_search.training._pretrain import resolve_frozen_checkpoints
+from dcl_search.training._recipe import (
+    AugmentConfig,
+    OptimizerConfig,
+    Recipe,
+    ScheduleConfig,
+    learning_rate,
+    load_recipe,
+    recipe_from_dict,
+)
+from dcl_search.training._run import RunResult, train_run
+from dcl_search.training._trainer import CollaborativeTrainer, LabelNoise
+
+__all__ = [
+    "Accuracy",
+    "AugmentConfig",
+    "CollaborativeTrainer",
+    "EpochMetrics",
+    "LabelNoise",
+    "Normalizer",
+    "OptimizerConfig",
+    "Recipe",
+    "RunResult",
+    "ScheduleConfig",
+    "learning_rate",
+    "load_recipe",
+    "random_crop_flip",
+    "recipe_from_dict",
+    "resolve_frozen_checkpoints",
+    "train_run",
+]

@@ -1,0 +1,308 @@
+"""The collaborative trainer: every node of a knowledge-transfer graph trained together.
+
+One step (Minami et al., ACCV 2020, Algorithm 1): the same augmented batch goes through every
+node; L_t = Σ_s G_{s,t}(ℓ_{s,t}) for each trainable node t; Σ_t L_t is back-propagated once
+(sources are detached, so each node still receives only its own gradient) and one optimizer
+steps every trainable node. Frozen nodes run in eval mode under no_grad and never change.
+
+Speed without changing the recipe: the dataset sits on the device as uint8 tensors and batches
+are index slices of a device-side permutation, augmented there; metrics accumulate on the
+device and reach the host once per epoch; bf16 autocast and channels_last on CUDA.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterator
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import networkx as nx
+import torch
+
+from dcl_search._errors import TrainingError
+from dcl_search.datasets import DatasetSplits, ImageSet, uniform_label_noise
+from dcl_search.gates import GraphLoss
+from dcl_search.graphs import gate_of, graph_hash, graph_to_node_link
+from dcl_search.models import build_model
+from dcl_search.training._augment import Normalizer, random_crop_flip
+from dcl_search.training._checkpoint import atomic_torch_save, load_frozen_weights
+from dcl_search.training._metrics import Accuracy, EpochMetrics
+from dcl_search.training._recipe import Recipe, learning_rate
+
+CHECKPOINT_FORMAT = "dcl-search-checkpoint"
+CHECKPOINT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class LabelNoise:
+    """Uniform label noise on the training labels: a fixed fraction of them replaced by a class
+    drawn uniformly from all classes, drawn once (``fixed``) or anew every epoch (``epoch``, the
+    protocol of Fang & Lin, Sec. IV-A)."""
+
+    fraction: float = 0.0
+    mode: Literal["epoch", "fixed"] = "epoch"
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.fraction <= 1:
+            raise ValueError(f"label noise fraction is {self.fraction}, but must be in [0, 1]")
+        if self.mode not in ("epoch", "fixed"):
+            raise ValueError(f"label noise mode is {self.mode!r}; allowed values: epoch, fixed")
+
+
+def _resolve_device(device: str | torch.device) -> torch.device:
+    device = torch.device(device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise TrainingError("--device cuda was asked for, but torch sees no CUDA device here")
+    return device
+
+
+class CollaborativeTrainer:
+    """Trains all nodes of a validated graph on ``data`` with ``recipe``.
+
+    Iterate :meth:`train_epochs` to train; it yields an :class:`EpochMetrics` after every epoch
+    (the caller checkpoints, logs or reports). Frozen nodes must carry a ``checkpoint`` path
+    (see :func:`dcl_search.training.resolve_frozen_checkpoints`).
+    """
+
+    def __init__(
+        self,
+        graph: nx.DiGraph,
+        data: DatasetSplits,
+        recipe: Recipe,
+        *,
+        device: str | torch.device = "cpu",
+        seed: int = 0,
+        label_noise: LabelNoise | None = None,
+    ) -> None:
+        self.graph, self.data, self.recipe = graph, data, recipe
+        self.device = _resolve_device(device)
+        self.seed = seed
+        self.label_noise = label_noise or LabelNoise()
+        self.num_nodes = graph.number_of_nodes()
+        self.frozen = [bool(graph.nodes[n].get("frozen", False)) for n in range(self.num_nodes)]
+        on_cuda = self.device.type == "cuda"
+        self.autocast_dtype = {"auto": torch.bfloat16 if on_cuda else None, "bf16": torch.bfloat16, "fp32": None}[
+            recipe.precision
+        ]
+        self.channels_last = {"auto": on_cuda, "on": True, "off": False}[recipe.channels_last]
+
+        torch.manual_seed(seed)  # model initialisation is part of the seeded run
+        self.models = [self._build_node(n) for n in range(self.num_nodes)]
+        self.loss = GraphLoss(
+            self.num_nodes,
+            {(s, t): gate for s, t, gate in graph.edges(data="gate")},
+            temperature=recipe.temperature,
+        )
+        self._run_nodes = [n for n in range(self.num_nodes) if not self.frozen[n] or n in self.loss.needed_sources]
+        trainable = [p for n, m in enumerate(self.models) if not self.frozen[n] for p in m.parameters()]
+        opt = recipe.optimizer
+        self.optimizer = torch.optim.SGD(
+            trainable, lr=opt.lr, momentum=opt.momentum, nesterov=opt.nesterov,
+            weight_decay=opt.weight_decay, **({"fused": True} if on_cuda else {}),
+        )
+        self.train_x = data.train.images.to(self.device)
+        self.clean_train_y = data.train.labels.to(self.device)
+        self.normalize = Normalizer(data.mean, data.std, self.device)
+        self.steps_per_epoch = len(data.train) // recipe.batch_size
+        if self.steps_per_epoch < 1:
+            raise TrainingError(
+                f"the training split has {len(data.train)} images, fewer than one batch of {recipe.batch_size}"
+            )
+        self.total_steps = self.steps_per_epoch * recipe.epochs  # k_end of the linear gates
+        self.generator = torch.Generator(device=self.device).manual_seed(seed)
+        self.noise_generator = torch.Generator(device=self.device).manual_seed(seed + 1_000_003)
+        self.epoch = 0
+        self.step = 0
+        self.elapsed = 0.0
+        self.history: list[EpochMetrics] = []
+        self._fixed_noisy_y: torch.Tensor | None = None
+
+    # -- construction -------------------------------------------------------------------
+
+    def _build_node(self, node: int) -> torch.nn.Module:
+        attrs = self.graph.nodes[node]
+        model = build_model(attrs["model"], self.data.num_classes, self.data.in_channels)
+        if self.frozen[node]:
+            if not attrs.get("checkpoint"):
+                raise TrainingError(f"node {node} is frozen but has no checkpoint to load")
+            load_frozen_weights(model, Path(attrs["checkpoint"]), node)
+            model.requires_grad_(False)
+            model.eval()
+        model.to(self.device)
+        return model.to(memory_format=torch.channels_last) if self.channels_last else model
+
+    # -- training -------------------------------------------------------------------------
+
+    def _autocast(self):
+        if self.autocast_dtype is None:
+            return nullcontext()
+        return torch.autocast(self.device.type, dtype=self.autocast_dtype)
+
+    def _epoch_labels(self) -> torch.Tensor:
+        noise = self.label_noise
+        if noise.fraction == 0:
+            return self.clean_train_y
+        if noise.mode == "fixed":
+            if self._fixed_noisy_y is None:
+                fixed = torch.Generator(device=self.device).manual_seed(self.seed + 2_000_003)
+                self._fixed_noisy_y = uniform_label_noise(self.clean_train_y, noise.fraction, self.data.num_classes, fixed)
+            return self._fixed_noisy_y
+        return uniform_label_noise(self.clean_train_y, noise.fraction, self.data.num_classes, self.noise_generator)
+
+    def _forward_all(self, x: torch.Tensor) -> list[torch.Tensor | None]:
+        logits: list[torch.Tensor | None] = [None] * self.num_nodes
+        with self._autocast():
+            for node in self._run_nodes:
+                if self.frozen[node]:
+                    with torch.no_grad():
+                        logits[node] = self.models[node](x)
+                else:
+                    logits[node] = self.models[node](x)
+        return logits
+
+    def train_step(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """One optimisation step of every trainable node; returns per-node losses (on device)."""
+        progress = self.step / self.total_steps
+        losses = self.loss(self._forward_all(x), y, progress)
+        losses.sum().backward()
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.step += 1
+        return losses.detach()
+
+    def _set_train_mode(self) -> None:
+        for node, model in enumerate(self.models):
+            model.train(not self.frozen[node])
+
+    def _train_one_epoch(self) -> tuple[list[float], float]:
+        lr = learning_rate(self.recipe, self.epoch)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        self._set_train_mode()
+        labels = self._epoch_labels()
+        order = torch.randperm(len(labels), generator=self.generator, device=self.device)
+        batch, aug = self.recipe.batch_size, self.recipe.augment
+        loss_sum = torch.zeros(self.num_nodes, device=self.device)
+        for i in range(self.steps_per_epoch):
+            index = order[i * batch : (i + 1) * batch]
+            images = random_crop_flip(self.train_x[index], aug.crop_padding, aug.flip, self.generator)
+            loss_sum += self.train_step(self.normalize(images, self.channels_last), labels[index])
+        return (loss_sum / self.steps_per_epoch).tolist(), lr  # the epoch's one host sync
+
+    def _check_finite(self, losses: list[float]) -> None:
+        for node, value in enumerate(losses):
+            if not math.isfinite(value):
+                model = self.graph.nodes[node]["model"]
+                raise TrainingError(
+                    f"node {node} ({model}) had a non-finite training loss ({value}) in epoch "
+                    f"{self.epoch + 1}; lower optimizer.lr or use precision: fp32"
+                )
+
+    def train_epochs(self, until: int | None = None) -> Iterator[EpochMetrics]:
+        """Trains epoch after epoch up to ``until`` (default: the recipe's epochs)."""
+        until = self.recipe.epochs if until is None else min(until, self.recipe.epochs)
+        while self.epoch < until:
+            start = time.perf_counter()
+            losses, lr = self._train_one_epoch()
+            self._check_finite(losses)
+            self.epoch += 1
+            val = self.evaluate("val")
+            seconds = time.perf_counter() - start
+            self.elapsed += seconds
+            metrics = EpochMetrics(self.epoch, val.nodes, val.ensemble, tuple(losses), lr, seconds)
+            self.history.append(metrics)
+            yield metrics
+
+    # -- evaluation -----------------------------------------------------------------------
+
+    @torch.no_grad()
+    def evaluate(self, split: Literal["val", "test", "train"]) -> Accuracy:
+        """Accuracy of every node and of their softmax-mean ensemble on a split."""
+        subset: ImageSet = getattr(self.data, split)
+        for model in self.models:
+            model.eval()
+        correct = torch.zeros(self.num_nodes + 1, dtype=torch.long, device=self.device)
+        size = self.recipe.eval_batch_size
+        for start in range(0, len(subset), size):
+            x = self.normalize(subset.images[start : start + size].to(self.device), self.channels_last)
+            y = subset.labels[start : start + size].to(self.device)
+            with self._autocast():
+                logits = [model(x).float() for model in self.models]
+            probs = torch.stack([z.softmax(dim=1) for z in logits]).mean(dim=0)
+            hits = [(z.argmax(dim=1) == y).sum() for z in (*logits, probs)]
+            correct += torch.stack(hits)
+        self._set_train_mode()
+        fractions = (correct.double() / max(len(subset), 1)).tolist()
+        return Accuracy(tuple(fractions[:-1]), fractions[-1])
+
+    # -- checkpoints ------------------------------------------------------------------------
+
+    def identity(self) -> dict[str, Any]:
+        """What must match for a checkpoint to be resumed by this trainer."""
+        return {
+            "graph_hash": graph_hash(self.graph),
+            "graph": graph_to_node_link(self.graph)["nodes"],
+            "gates": [[gate_of(self.graph, s, t) for t in range(self.num_nodes)] for s in range(self.num_nodes)],
+            "recipe": self.recipe.digest(),
+            "dataset": self.data.name,
+            "num_classes": self.data.num_classes,
+            "train_size": len(self.data.train),
+            "seed": self.seed,
+            "label_noise": [self.label_noise.fraction, self.label_noise.mode],
+        }
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "version": CHECKPOINT_VERSION,
+            "identity": self.identity(),
+            "epoch": self.epoch,
+            "step": self.step,
+            "elapsed": self.elapsed,
+            "models": [m.state_dict() for m in self.models],
+            "optimizer": self.optimizer.state_dict(),
+            "generator": self.generator.get_state(),
+            "noise_generator": self.noise_generator.get_state(),
+            "history": [m.__dict__ for m in self.history],
+        }
+
+    def load_state_dict(self, state: dict[str, Any], source: str = "checkpoint") -> None:
+        if state.get("format") != CHECKPOINT_FORMAT or state.get("version") != CHECKPOINT_VERSION:
+            raise TrainingError(f"{source}: not a dcl-search checkpoint of version {CHECKPOINT_VERSION}")
+        mine, theirs = self.identity(), state["identity"]
+        differing = [key for key in mine if mine[key] != theirs.get(key)]
+        if differing:
+            raise TrainingError(
+                f"{source} belongs to another run (its {', '.join(differing)} differ); "
+                "use another output directory or the same settings"
+            )
+        for model, weights in zip(self.models, state["models"]):
+            model.load_state_dict(weights)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.generator.set_state(state["generator"])
+        self.noise_generator.set_state(state["noise_generator"])
+        self.epoch, self.step, self.elapsed = state["epoch"], state["step"], state["elapsed"]
+        self.history = [EpochMetrics(**{k: tuple(v) if isinstance(v, list) else v for k, v in m.items()})
+                        for m in state["history"]]
+
+    def save_checkpoint(self, path: str | Path) -> Path:
+        """Writes the whole training state atomically: a crash leaves the previous one intact."""
+        return atomic_torch_save(self.state_dict(), Path(path))
+
+    def load_checkpoint(self, path: str | Path) -> None:
+        path = Path(path)
+        try:
+            state = torch.load(path, map_location=self.device, weights_only=False)
+        except Exception as error:  # a truncated or foreign file
+            raise TrainingError(f"{path}: cannot read the checkpoint ({error})") from None
+        self.load_state_dict(state, str(path))
+
+    def save_weights(self, directory: str | Path) -> list[Path]:
+        """Each node's final weights as ``node{i}.pt`` (a plain state_dict: usable as the
+        ``checkpoint`` of a frozen node in another graph)."""
+        directory = Path(directory)
+        return [atomic_torch_save(m.state_dict(), directory / f"node{i}.pt") for i, m in enumerate(self.models)]
