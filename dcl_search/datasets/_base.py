@@ -175,17 +175,18 @@ def channel_stats(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[float,
     n, c, h, w = images.shape
     if n == 0:
         raise DatasetError("cannot compute channel statistics of an empty image set")
-    total = torch.zeros(c, dtype=torch.int64)
-    total_sq = torch.zeros(c, dtype=torch.int64)
-    # Integer sums are exact, and chunks bound the temporary memory (ImageNet32 is 4 GB of uint8).
-    per_chunk = max(1, (1 << 24) // (c * h * w))
+    # A per-channel histogram of the 256 values gives exact sums, is several times faster than
+    # arithmetic on widened copies, and chunks bound the temporary memory (ImageNet32 is 4 GB).
+    histogram = torch.zeros(c, 256, dtype=torch.int64)
+    per_chunk = max(1, (1 << 26) // (c * h * w))
     for start in range(0, n, per_chunk):
-        chunk = images[start : start + per_chunk].to(torch.int64)
-        total += chunk.sum(dim=(0, 2, 3))
-        total_sq += chunk.square().sum(dim=(0, 2, 3))
+        chunk = images[start : start + per_chunk]
+        for channel in range(c):
+            histogram[channel] += torch.bincount(chunk[:, channel].reshape(-1), minlength=256)
+    values = torch.arange(256, dtype=torch.float64)
     count = n * h * w
-    mean = total.double() / count
-    var = (total_sq.double() / count - mean.square()).clamp_min(0.0)
+    mean = (histogram.double() * values).sum(dim=1) / count
+    var = ((histogram.double() * values.square()).sum(dim=1) / count - mean.square()).clamp_min(0)
     return (
         tuple(float(m) / 255.0 for m in mean),
         tuple(math.sqrt(float(v)) / 255.0 for v in var),
@@ -285,7 +286,7 @@ def planar_images(data: object, path: Path, *, side: int = 32, key: str = "data"
             f"{path}: {key!r} must be a uint8 array of shape [N, {width}], "
             f"got {data.dtype} array of shape {list(data.shape)}"
         )
-    return torch.from_numpy(np.ascontiguousarray(data.reshape(-1, side, side, 3).transpose(0, 3, 1, 2)))
+    return torch.from_numpy(np.ascontiguousarray(data.reshape(-1, 3, side, side)))
 
 
 def checked_set(images: torch.Tensor, labels: torch.Tensor, path: Path) -> ImageSet:

@@ -90,7 +90,9 @@ def test_cifar100_uses_fine_labels(tmp_path: Path) -> None:
     write_pickle(
         folder / "train", {b"data": train, b"fine_labels": [0, 57, 99], b"coarse_labels": [0, 1, 2]}
     )
-    write_pickle(folder / "test", {b"data": test, b"fine_labels": [42, 1], b"coarse_labels": [3, 4]})
+    write_pickle(
+        folder / "test", {b"data": test, b"fine_labels": [42, 1], b"coarse_labels": [3, 4]}
+    )
     raw = load_raw("cifar100", tmp_path)
     assert raw.num_classes == 100
     assert raw.train.labels.tolist() == [0, 57, 99]
@@ -100,7 +102,9 @@ def test_cifar100_uses_fine_labels(tmp_path: Path) -> None:
 
 def test_cifar_missing_names_paths_layout_and_source(tmp_path: Path) -> None:
     expected = escaped(tmp_path / "cifar-10-batches-py" / "data_batch_1")
-    with pytest.raises(DatasetError, match=rf"cifar10 dataset not found: missing {expected}") as info:
+    with pytest.raises(
+        DatasetError, match=rf"cifar10 dataset not found: missing {expected}"
+    ) as info:
         load_raw("cifar10", tmp_path)
     message = str(info.value)
     assert "test_batch" in message and "expected layout" in message
@@ -282,13 +286,19 @@ def test_tiny_imagenet_round_trip(tmp_path: Path) -> None:
     red = torch.tensor(TINY_COLOURS["n02"], dtype=torch.float32)
     assert torch.allclose(raw.test.images[0, :, 3, 3].float(), red, atol=3)
     grey = raw.test.images[3]
-    assert grey.shape == (3, 16, 16) and torch.equal(grey[0], grey[1]) and torch.equal(grey[1], grey[2])
+    assert (
+        grey.shape == (3, 16, 16)
+        and torch.equal(grey[0], grey[1])
+        and torch.equal(grey[1], grey[2])
+    )
     assert abs(int(grey[0, 5, 5]) - 77) <= 2
 
 
 def test_tiny_imagenet_missing(tmp_path: Path) -> None:
     tiny = tmp_path / "tiny-imagenet-200"
-    with pytest.raises(DatasetError, match=rf"tiny-imagenet .*{escaped(tiny / 'wnids.txt')}") as info:
+    with pytest.raises(
+        DatasetError, match=rf"tiny-imagenet .*{escaped(tiny / 'wnids.txt')}"
+    ) as info:
         load_raw("tiny-imagenet", tmp_path)
     assert "val_annotations.txt" in str(info.value)
     assert "http://cs231n.stanford.edu/tiny-imagenet-200.zip" in str(info.value)
