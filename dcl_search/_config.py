@@ -44,11 +44,15 @@ class _Parser:
 
     def mapping(self, cls: type[T], data: Any, prefix: str) -> T:
         if not isinstance(data, dict):
-            raise self.fail(f"{prefix.rstrip('.') or 'the top level'} must be a mapping, got {data!r}")
+            raise self.fail(
+                f"{prefix.rstrip('.') or 'the top level'} must be a mapping, got {data!r}"
+            )
         names = [f.name for f in dataclasses.fields(cls)]
         unknown = sorted(set(data) - set(names))
         if unknown:
-            raise self.fail(f"unknown key {prefix + str(unknown[0])!r}; allowed keys: {', '.join(names)}")
+            raise self.fail(
+                f"unknown key {prefix + str(unknown[0])!r}; allowed keys: {', '.join(names)}"
+            )
         hints = typing.get_type_hints(cls)
         values = {k: self.value(v, hints[k], prefix + k) for k, v in data.items()}
         try:
@@ -65,12 +69,16 @@ class _Parser:
             if isinstance(value, bool) and {"on", "off"} <= set(allowed):
                 value = "on" if value else "off"  # YAML 1.1 reads on/off as booleans
             if value not in allowed:
-                raise self.fail(f"{key} is {value!r}; allowed values: {', '.join(map(str, allowed))}")
+                raise self.fail(
+                    f"{key} is {value!r}; allowed values: {', '.join(map(str, allowed))}"
+                )
             return value
         if origin in (typing.Union, types.UnionType):
             if value is None and type(None) in typing.get_args(kind):
                 return None
-            return self.value(value, next(k for k in typing.get_args(kind) if k is not type(None)), key)
+            return self.value(
+                value, next(k for k in typing.get_args(kind) if k is not type(None)), key
+            )
         if origin is tuple:
             if not isinstance(value, (list, tuple)):
                 raise self.fail(f"{key} must be a list, got {value!r}")

@@ -23,8 +23,17 @@ def find_recipe(spec: str) -> Path:
         candidate = folder / f"{spec}.yaml"
         if candidate.is_file():
             return candidate
-    known = sorted({p.stem for f in (Path.cwd() / "trainers", REPO_ROOT / "trainers") if f.is_dir() for p in f.glob("*.yaml")})
-    raise RecipeError(f"{spec}: no such recipe file; recipes under trainers/: {', '.join(known) or 'none'}")
+    known = sorted(
+        {
+            p.stem
+            for f in (Path.cwd() / "trainers", REPO_ROOT / "trainers")
+            if f.is_dir()
+            for p in f.glob("*.yaml")
+        }
+    )
+    raise RecipeError(
+        f"{spec}: no such recipe file; recipes under trainers/: {', '.join(known) or 'none'}"
+    )
 
 
 def default_recipe_name(dataset: str) -> str:
@@ -37,11 +46,33 @@ def load_recipe_option(spec: str | None, dataset: str, epochs: int | None) -> tu
 
 
 def add_data_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--dataset", default="digits", help="registered dataset name (default: digits, embedded)")
-    parser.add_argument("--data-dir", default=None, help="folder holding the dataset (default: $DCL_SEARCH_DATA or ./data)")
-    parser.add_argument("--val-fraction", type=float, default=0.1, help="share of the training set held out for validation (default 0.1)")
-    parser.add_argument("--label-noise", type=float, default=0.0, metavar="F", help="fraction of training labels replaced uniformly at random (default 0)")
-    parser.add_argument("--label-noise-mode", choices=("epoch", "fixed"), default="epoch", help="draw noisy labels anew every epoch (default) or once")
+    parser.add_argument(
+        "--dataset", default="digits", help="registered dataset name (default: digits, embedded)"
+    )
+    parser.add_argument(
+        "--data-dir",
+        default=None,
+        help="folder holding the dataset (default: $DCL_SEARCH_DATA or ./data)",
+    )
+    parser.add_argument(
+        "--val-fraction",
+        type=float,
+        default=0.1,
+        help="share of the training set held out for validation (default 0.1)",
+    )
+    parser.add_argument(
+        "--label-noise",
+        type=float,
+        default=0.0,
+        metavar="F",
+        help="fraction of training labels replaced uniformly at random (default 0)",
+    )
+    parser.add_argument(
+        "--label-noise-mode",
+        choices=("epoch", "fixed"),
+        default="epoch",
+        help="draw noisy labels anew every epoch (default) or once",
+    )
 
 
 def accuracy_table(graph: nx.DiGraph, val: Accuracy, test: Accuracy) -> pd.DataFrame:
@@ -49,8 +80,22 @@ def accuracy_table(graph: nx.DiGraph, val: Accuracy, test: Accuracy) -> pd.DataF
     for node in sorted(graph.nodes):
         attrs = graph.nodes[node]
         role = "target" if node == 0 else ("frozen" if attrs.get("frozen") else "trained")
-        rows.append({"node": str(node), "model": attrs["model"], "role": role,
-                     "val acc %": 100 * val.nodes[node], "test acc %": 100 * test.nodes[node]})
-    rows.append({"node": "ensemble", "model": "", "role": "mean softmax",
-                 "val acc %": 100 * val.ensemble, "test acc %": 100 * test.ensemble})
+        rows.append(
+            {
+                "node": str(node),
+                "model": attrs["model"],
+                "role": role,
+                "val acc %": 100 * val.nodes[node],
+                "test acc %": 100 * test.nodes[node],
+            }
+        )
+    rows.append(
+        {
+            "node": "ensemble",
+            "model": "",
+            "role": "mean softmax",
+            "val acc %": 100 * val.ensemble,
+            "test acc %": 100 * test.ensemble,
+        }
+    )
     return pd.DataFrame(rows).set_index("node")

@@ -8,24 +8,49 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from dcl_search.cli._common import accuracy_table, add_data_options, load_recipe_option
 from dcl_search.datasets import load_dataset
 from dcl_search.graphs import graph_hash, resolve_graph
 from dcl_search.training import LabelNoise, resolve_frozen_checkpoints, train_run
-from dcl_search.cli._common import accuracy_table, add_data_options, load_recipe_option
 
 HELP = "train one graph (a JSON file or a preset: independent, kd, dml:3, ...)"
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser("train", help=HELP, description=HELP)
-    parser.add_argument("graph", help="graph JSON file, or preset: independent[:MODEL], kd[:STUDENT,TEACHER], dml:M[:MODEL], dml:MODEL,MODEL,...")
+    parser.add_argument(
+        "graph",
+        help="graph JSON file, or preset: independent[:MODEL], kd[:STUDENT,TEACHER], dml:M[:MODEL], dml:MODEL,MODEL,...",
+    )
     add_data_options(parser)
-    parser.add_argument("--recipe", default=None, help="recipe YAML file or name under trainers/ (default: demo for digits, paper otherwise)")
-    parser.add_argument("--epochs", type=int, default=None, help="override the recipe's epochs (the schedule and linear gates follow)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of initialisation, batches and augmentation (default 0)")
+    parser.add_argument(
+        "--recipe",
+        default=None,
+        help="recipe YAML file or name under trainers/ (default: demo for digits, paper otherwise)",
+    )
+    parser.add_argument(
+        "--epochs",
+        type=int,
+        default=None,
+        help="override the recipe's epochs (the schedule and linear gates follow)",
+    )
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="seed of initialisation, batches and augmentation (default 0)",
+    )
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
-    parser.add_argument("--out", default=None, help="run folder (default results/train/<dataset>-<graph hash>-seed<seed>); an unfinished run there is resumed")
-    parser.add_argument("--cache-dir", default="results/pretrained", help="where pre-trained frozen teachers are cached (default results/pretrained)")
+    parser.add_argument(
+        "--out",
+        default=None,
+        help="run folder (default results/train/<dataset>-<graph hash>-seed<seed>); an unfinished run there is resumed",
+    )
+    parser.add_argument(
+        "--cache-dir",
+        default="results/pretrained",
+        help="where pre-trained frozen teachers are cached (default results/pretrained)",
+    )
     parser.set_defaults(run=run)
 
 
@@ -37,14 +62,24 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out or f"results/train/{args.dataset}-{graph_hash(graph)}-seed{args.seed}")
     graph_file = Path(args.graph)
     graph = resolve_frozen_checkpoints(
-        graph, data, recipe, cache_dir=Path(args.cache_dir), device=args.device, label_noise=noise,
+        graph,
+        data,
+        recipe,
+        cache_dir=Path(args.cache_dir),
+        device=args.device,
+        label_noise=noise,
         graph_dir=graph_file.parent if graph_file.is_file() else None,
         log=lambda text: print(text, file=sys.stderr),
     )
-    print(f"training {graph.number_of_nodes()}-node graph {graph_hash(graph)} on {args.dataset} "
-          f"({len(data.train)} train / {len(data.val)} val / {len(data.test)} test) with {recipe_path}, "
-          f"{recipe.epochs} epochs, seed {args.seed}, device {args.device}; writing {out}", file=sys.stderr)
-    bar = tqdm(total=recipe.epochs, unit="epoch", file=sys.stderr, dynamic_ncols=True, mininterval=0.5)
+    print(
+        f"training {graph.number_of_nodes()}-node graph {graph_hash(graph)} on {args.dataset} "
+        f"({len(data.train)} train / {len(data.val)} val / {len(data.test)} test) with {recipe_path}, "
+        f"{recipe.epochs} epochs, seed {args.seed}, device {args.device}; writing {out}",
+        file=sys.stderr,
+    )
+    bar = tqdm(
+        total=recipe.epochs, unit="epoch", file=sys.stderr, dynamic_ncols=True, mininterval=0.5
+    )
 
     def on_start(trainer) -> None:
         if trainer.epoch:
@@ -53,13 +88,27 @@ def run(args: argparse.Namespace) -> int:
 
     def on_epoch(metrics) -> None:
         bar.update(1)
-        bar.set_postfix(acc_node0=f"{100 * metrics.val_acc[0]:.2f}%", ensemble=f"{100 * metrics.val_acc_ensemble:.2f}%")
+        bar.set_postfix(
+            acc_node0=f"{100 * metrics.val_acc[0]:.2f}%",
+            ensemble=f"{100 * metrics.val_acc_ensemble:.2f}%",
+        )
 
     try:
-        result = train_run(graph, data, recipe, out, device=args.device, seed=args.seed,
-                           label_noise=noise, on_epoch=on_epoch, on_start=on_start)
+        result = train_run(
+            graph,
+            data,
+            recipe,
+            out,
+            device=args.device,
+            seed=args.seed,
+            label_noise=noise,
+            on_epoch=on_epoch,
+            on_start=on_start,
+        )
     finally:
         bar.close()
     print(accuracy_table(graph, result.val, result.test).to_string(float_format="%.2f"))
-    print(f"wrote {out}/ (graph.json, metrics.csv, summary.json, weights/) in {result.summary['wall_time_s']:.1f} s of training")
+    print(
+        f"wrote {out}/ (graph.json, metrics.csv, summary.json, weights/) in {result.summary['wall_time_s']:.1f} s of training"
+    )
     return 0

@@ -53,7 +53,9 @@ class GraphLoss:
         self.temperature = float(temperature)
         built = {pair: build_gate(name) for pair, name in sorted(gates.items())}
         self.edges = tuple(_Edge(s, t, g) for (s, t), g in built.items() if g.computes_loss)
-        self._kl_nodes = sorted({n for e in self.edges if e.source != e.target for n in (e.source, e.target)})
+        self._kl_nodes = sorted(
+            {n for e in self.edges if e.source != e.target for n in (e.source, e.target)}
+        )
         self._correct_sources = sorted(
             {e.source for e in self.edges if e.source != e.target and e.gate.needs_source_correct}
         )
@@ -79,7 +81,9 @@ class GraphLoss:
                 per_sample = label_loss(logits[edge.target], labels)
                 context = GateContext(progress)
             else:
-                per_sample = kl_loss(log_probs[edge.source], log_probs[edge.target], self.temperature)
+                per_sample = kl_loss(
+                    log_probs[edge.source], log_probs[edge.target], self.temperature
+                )
                 context = GateContext(progress, correct.get(edge.source))
             term = edge.gate(per_sample, context)
             current = per_node[edge.target]

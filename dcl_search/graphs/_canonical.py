@@ -33,9 +33,22 @@ def _gate(graph: nx.DiGraph, source: int, target: int) -> str:
 
 def _invariant(graph: nx.DiGraph, node: int) -> tuple:
     """A label that does not depend on node numbering; nodes that differ in it never swap."""
-    incoming = sorted((_gate(graph, s, node), _node_signature(graph, s)) for s in graph.predecessors(node) if s != node)
-    outgoing = sorted((_gate(graph, node, t), _node_signature(graph, t)) for t in graph.successors(node) if t != node)
-    return (_node_signature(graph, node), _gate(graph, node, node), tuple(incoming), tuple(outgoing))
+    incoming = sorted(
+        (_gate(graph, s, node), _node_signature(graph, s))
+        for s in graph.predecessors(node)
+        if s != node
+    )
+    outgoing = sorted(
+        (_gate(graph, node, t), _node_signature(graph, t))
+        for t in graph.successors(node)
+        if t != node
+    )
+    return (
+        _node_signature(graph, node),
+        _gate(graph, node, node),
+        tuple(incoming),
+        tuple(outgoing),
+    )
 
 
 def _orders(graph: nx.DiGraph, others: Sequence[int]) -> Iterator[list[int]]:

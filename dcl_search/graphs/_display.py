@@ -13,7 +13,9 @@ def gate_matrix(graph: nx.DiGraph) -> pd.DataFrame:
     nodes = sorted(graph.nodes)
     cells = [[gate_of(graph, s, t) for t in nodes] for s in nodes]
     labels = [f"{n}" for n in nodes]
-    return pd.DataFrame(cells, index=pd.Index(labels, name="source"), columns=pd.Index(labels, name="target"))
+    return pd.DataFrame(
+        cells, index=pd.Index(labels, name="source"), columns=pd.Index(labels, name="target")
+    )
 
 
 def node_table(graph: nx.DiGraph) -> pd.DataFrame:
@@ -21,7 +23,14 @@ def node_table(graph: nx.DiGraph) -> pd.DataFrame:
     for node in sorted(graph.nodes):
         attrs = graph.nodes[node]
         role = "target" if node == 0 else ("frozen" if attrs.get("frozen") else "trained")
-        rows.append({"node": node, "model": attrs["model"], "role": role, "checkpoint": attrs.get("checkpoint", "")})
+        rows.append(
+            {
+                "node": node,
+                "model": attrs["model"],
+                "role": role,
+                "checkpoint": attrs.get("checkpoint", ""),
+            }
+        )
     return pd.DataFrame(rows).set_index("node")
 
 
@@ -30,11 +39,15 @@ def describe_graph(graph: nx.DiGraph) -> str:
     from dcl_search.graphs._canonical import graph_hash
 
     name = graph.graph.get("name", "")
-    header = f"graph {name} ({graph.number_of_nodes()} nodes, hash {graph_hash(graph)})".replace("graph  (", "graph (")
-    return "\n".join([
-        header,
-        node_table(graph).to_string(),
-        "",
-        "gates (row = source, column = target; diagonal = label loss):",
-        gate_matrix(graph).to_string(),
-    ])
+    header = f"graph {name} ({graph.number_of_nodes()} nodes, hash {graph_hash(graph)})".replace(
+        "graph  (", "graph ("
+    )
+    return "\n".join(
+        [
+            header,
+            node_table(graph).to_string(),
+            "",
+            "gates (row = source, column = target; diagonal = label loss):",
+            gate_matrix(graph).to_string(),
+        ]
+    )

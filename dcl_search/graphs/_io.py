@@ -27,7 +27,11 @@ def graph_to_node_link(graph: nx.DiGraph) -> dict[str, Any]:
     nodes = []
     for node in sorted(graph.nodes):
         attrs = graph.nodes[node]
-        entry: dict[str, Any] = {"id": node, "model": attrs.get("model"), "frozen": bool(attrs.get("frozen", False))}
+        entry: dict[str, Any] = {
+            "id": node,
+            "model": attrs.get("model"),
+            "frozen": bool(attrs.get("frozen", False)),
+        }
         if attrs.get("checkpoint") is not None:
             entry["checkpoint"] = attrs["checkpoint"]
         nodes.append(entry)

@@ -1,8 +1,8 @@
 """Preset graphs, the baselines every result is compared to.
 
-    independent[:MODEL]                 one node trained on the labels alone
-    kd[:STUDENT,TEACHER]                frozen pretrained teacher → student (Hinton et al. 2015)
-    dml:M[:MODEL] | dml:MODEL,MODEL,…   M nodes, every edge through (Zhang et al., CVPR 2018)
+independent[:MODEL]                 one node trained on the labels alone
+kd[:STUDENT,TEACHER]                frozen pretrained teacher → student (Hinton et al. 2015)
+dml:M[:MODEL] | dml:MODEL,MODEL,…   M nodes, every edge through (Zhang et al., CVPR 2018)
 """
 
 from __future__ import annotations

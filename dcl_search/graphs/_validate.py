@@ -41,11 +41,17 @@ def _check_header(data: Any, source: str) -> None:
         raise _fail(source, "a graph file must hold a JSON object (networkx node-link data)")
     unknown = sorted(set(data) - TOP_KEYS)
     if unknown:
-        raise _fail(source, f"unknown top-level field {unknown[0]!r}; allowed: {', '.join(sorted(TOP_KEYS))}")
+        raise _fail(
+            source,
+            f"unknown top-level field {unknown[0]!r}; allowed: {', '.join(sorted(TOP_KEYS))}",
+        )
     if data.get("format") != FORMAT:
         raise _fail(source, f"field 'format' is {data.get('format')!r}, expected {FORMAT!r}")
     if data.get("version") != VERSION:
-        raise _fail(source, f"unsupported version {data.get('version')!r}; this dcl-search reads version {VERSION}")
+        raise _fail(
+            source,
+            f"unsupported version {data.get('version')!r}; this dcl-search reads version {VERSION}",
+        )
     if data.get("directed", True) is not True or data.get("multigraph", False) is not False:
         raise _fail(source, "a knowledge-transfer graph is directed and not a multigraph")
     if not isinstance(data.get("graph", {}), dict):
@@ -56,7 +62,12 @@ def _add_nodes(graph: nx.DiGraph, nodes: Any, source: str) -> None:
     if not isinstance(nodes, list) or not nodes:
         raise _fail(source, "field 'nodes' must be a non-empty list (a graph has M >= 1 nodes)")
     for entry in nodes:
-        _check_fields(entry, NODE_KEYS, f"node {entry.get('id') if isinstance(entry, dict) else entry!r}", source)
+        _check_fields(
+            entry,
+            NODE_KEYS,
+            f"node {entry.get('id') if isinstance(entry, dict) else entry!r}",
+            source,
+        )
         for key in ("id", "model"):
             if key not in entry:
                 raise _fail(source, f"node entry {entry!r} lacks the field {key!r}")
@@ -64,14 +75,20 @@ def _add_nodes(graph: nx.DiGraph, nodes: Any, source: str) -> None:
         if node in graph:
             raise _fail(source, f"node {node} is listed twice")
         if entry["model"] not in MODELS:
-            raise _fail(source, f"node {node}: unknown model {entry['model']!r}; known models: {', '.join(MODELS.names())}")
+            raise _fail(
+                source,
+                f"node {node}: unknown model {entry['model']!r}; known models: {', '.join(MODELS.names())}",
+            )
         attrs = {"model": entry["model"], "frozen": entry.get("frozen", False)}
         if "checkpoint" in entry:
             attrs["checkpoint"] = entry["checkpoint"]
         graph.add_node(node, **attrs)
     expected = set(range(len(nodes)))
     if set(graph.nodes) != expected:
-        raise _fail(source, f"node ids must be 0..{len(nodes) - 1} (node 0 is the target), got {sorted(graph.nodes)}")
+        raise _fail(
+            source,
+            f"node ids must be 0..{len(nodes) - 1} (node 0 is the target), got {sorted(graph.nodes)}",
+        )
 
 
 def _add_edges(graph: nx.DiGraph, edges: Any, source: str) -> None:
@@ -85,12 +102,18 @@ def _add_edges(graph: nx.DiGraph, edges: Any, source: str) -> None:
         s, t, gate = entry["source"], entry["target"], entry["gate"]
         for end in (s, t):
             if end not in graph:
-                raise _fail(source, f"edge {s}->{t}: node {end} does not exist (nodes are 0..{len(graph) - 1})")
+                raise _fail(
+                    source,
+                    f"edge {s}->{t}: node {end} does not exist (nodes are 0..{len(graph) - 1})",
+                )
         if (s, t) in seen:
             raise _fail(source, f"edge {s}->{t} is listed twice")
         seen.add((s, t))
         if gate not in GATES:
-            raise _fail(source, f"edge {s}->{t}: unknown gate {gate!r}; known gates: {', '.join(GATES.names())}")
+            raise _fail(
+                source,
+                f"edge {s}->{t}: unknown gate {gate!r}; known gates: {', '.join(GATES.names())}",
+            )
         if gate != CUTOFF:
             graph.add_edge(s, t, gate=gate)
 
@@ -116,7 +139,7 @@ def check_learning(graph: nx.DiGraph, source: str) -> None:
                 raise _fail(
                     source,
                     f"node {node} is not frozen but all its incoming edges (self-loop included) are "
-                    "cutoff, so it would learn nothing; mark it \"frozen\": true or give an edge a gate",
+                    'cutoff, so it would learn nothing; mark it "frozen": true or give an edge a gate',
                 )
 
 

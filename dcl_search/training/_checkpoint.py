@@ -35,4 +35,6 @@ def load_frozen_weights(model: torch.nn.Module, path: Path, node: int) -> None:
         model.load_state_dict(state)
     except Exception as error:
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise TrainingError(f"node {node}: cannot load checkpoint {path} into this model ({first})") from None
+        raise TrainingError(
+            f"node {node}: cannot load checkpoint {path} into this model ({first})"
+        ) from None

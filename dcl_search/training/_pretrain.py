@@ -34,7 +34,9 @@ def data_fingerprint(data: DatasetSplits) -> str:
     return digest.hexdigest()[:16]
 
 
-def pretrain_path(cache_dir: Path, model: str, data: DatasetSplits, recipe: Recipe, noise: object) -> Path:
+def pretrain_path(
+    cache_dir: Path, model: str, data: DatasetSplits, recipe: Recipe, noise: object
+) -> Path:
     key = json.dumps([model, data_fingerprint(data), recipe.digest(), PRETRAIN_SEED, repr(noise)])
     return cache_dir / f"{data.name}-{model}-{hashlib.sha256(key.encode()).hexdigest()[:12]}.pt"
 
@@ -69,9 +71,15 @@ def resolve_frozen_checkpoints(
             continue
         path = pretrain_path(cache_dir, attrs["model"], data, recipe, label_noise)
         if not path.is_file():
-            log(f"pre-training frozen node {node} ({attrs['model']}) on {data.name}; cached as {path}")
+            log(
+                f"pre-training frozen node {node} ({attrs['model']}) on {data.name}; cached as {path}"
+            )
             teacher = CollaborativeTrainer(
-                independent(attrs["model"]), data, recipe, device=device, seed=PRETRAIN_SEED,
+                independent(attrs["model"]),
+                data,
+                recipe,
+                device=device,
+                seed=PRETRAIN_SEED,
                 label_noise=label_noise if isinstance(label_noise, LabelNoise) else None,
             )
             for _ in teacher.train_epochs():

@@ -59,7 +59,11 @@ def write_metrics(history: list[EpochMetrics], path: Path) -> None:
 def git_revision() -> str:
     try:
         result = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True, text=True, timeout=5
+            ["git", "rev-parse", "HEAD"],
+            cwd=Path(__file__).parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
         )
     except (OSError, subprocess.TimeoutExpired):
         return "unknown"
@@ -102,7 +106,9 @@ def train_run(
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    trainer = CollaborativeTrainer(graph, data, recipe, device=device, seed=seed, label_noise=label_noise)
+    trainer = CollaborativeTrainer(
+        graph, data, recipe, device=device, seed=seed, label_noise=label_noise
+    )
     checkpoint = out / CHECKPOINT
     if checkpoint.exists():
         trainer.load_checkpoint(checkpoint)

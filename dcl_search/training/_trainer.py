@@ -85,9 +85,11 @@ class CollaborativeTrainer:
         self.num_nodes = graph.number_of_nodes()
         self.frozen = [bool(graph.nodes[n].get("frozen", False)) for n in range(self.num_nodes)]
         on_cuda = self.device.type == "cuda"
-        self.autocast_dtype = {"auto": torch.bfloat16 if on_cuda else None, "bf16": torch.bfloat16, "fp32": None}[
-            recipe.precision
-        ]
+        self.autocast_dtype = {
+            "auto": torch.bfloat16 if on_cuda else None,
+            "bf16": torch.bfloat16,
+            "fp32": None,
+        }[recipe.precision]
         self.channels_last = {"auto": on_cuda, "on": True, "off": False}[recipe.channels_last]
 
         torch.manual_seed(seed)  # model initialisation is part of the seeded run
@@ -97,12 +99,20 @@ class CollaborativeTrainer:
             {(s, t): gate for s, t, gate in graph.edges(data="gate")},
             temperature=recipe.temperature,
         )
-        self._run_nodes = [n for n in range(self.num_nodes) if not self.frozen[n] or n in self.loss.needed_sources]
-        trainable = [p for n, m in enumerate(self.models) if not self.frozen[n] for p in m.parameters()]
+        self._run_nodes = [
+            n for n in range(self.num_nodes) if not self.frozen[n] or n in self.loss.needed_sources
+        ]
+        trainable = [
+            p for n, m in enumerate(self.models) if not self.frozen[n] for p in m.parameters()
+        ]
         opt = recipe.optimizer
         self.optimizer = torch.optim.SGD(
-            trainable, lr=opt.lr, momentum=opt.momentum, nesterov=opt.nesterov,
-            weight_decay=opt.weight_decay, **({"fused": True} if on_cuda else {}),
+            trainable,
+            lr=opt.lr,
+            momentum=opt.momentum,
+            nesterov=opt.nesterov,
+            weight_decay=opt.weight_decay,
+            **({"fused": True} if on_cuda else {}),
         )
         self.train_x = data.train.images.to(self.device)
         self.clean_train_y = data.train.labels.to(self.device)
@@ -149,9 +159,13 @@ class CollaborativeTrainer:
         if noise.mode == "fixed":
             if self._fixed_noisy_y is None:
                 fixed = torch.Generator(device=self.device).manual_seed(self.seed + 2_000_003)
-                self._fixed_noisy_y = uniform_label_noise(self.clean_train_y, noise.fraction, self.data.num_classes, fixed)
+                self._fixed_noisy_y = uniform_label_noise(
+                    self.clean_train_y, noise.fraction, self.data.num_classes, fixed
+                )
             return self._fixed_noisy_y
-        return uniform_label_noise(self.clean_train_y, noise.fraction, self.data.num_classes, self.noise_generator)
+        return uniform_label_noise(
+            self.clean_train_y, noise.fraction, self.data.num_classes, self.noise_generator
+        )
 
     def _forward_all(self, x: torch.Tensor) -> list[torch.Tensor | None]:
         logits: list[torch.Tensor | None] = [None] * self.num_nodes
@@ -189,7 +203,9 @@ class CollaborativeTrainer:
         loss_sum = torch.zeros(self.num_nodes, device=self.device)
         for i in range(self.steps_per_epoch):
             index = order[i * batch : (i + 1) * batch]
-            images = random_crop_flip(self.train_x[index], aug.crop_padding, aug.flip, self.generator)
+            images = random_crop_flip(
+                self.train_x[index], aug.crop_padding, aug.flip, self.generator
+            )
             loss_sum += self.train_step(self.normalize(images, self.channels_last), labels[index])
         return (loss_sum / self.steps_per_epoch).tolist(), lr  # the epoch's one host sync
 
@@ -228,7 +244,9 @@ class CollaborativeTrainer:
         correct = torch.zeros(self.num_nodes + 1, dtype=torch.long, device=self.device)
         size = self.recipe.eval_batch_size
         for start in range(0, len(subset), size):
-            x = self.normalize(subset.images[start : start + size].to(self.device), self.channels_last)
+            x = self.normalize(
+                subset.images[start : start + size].to(self.device), self.channels_last
+            )
             y = subset.labels[start : start + size].to(self.device)
             with self._autocast():
                 logits = [model(x).float() for model in self.models]
@@ -246,7 +264,10 @@ class CollaborativeTrainer:
         return {
             "graph_hash": graph_hash(self.graph),
             "graph": graph_to_node_link(self.graph)["nodes"],
-            "gates": [[gate_of(self.graph, s, t) for t in range(self.num_nodes)] for s in range(self.num_nodes)],
+            "gates": [
+                [gate_of(self.graph, s, t) for t in range(self.num_nodes)]
+                for s in range(self.num_nodes)
+            ],
             "recipe": self.recipe.digest(),
             "dataset": self.data.name,
             "num_classes": self.data.num_classes,
@@ -272,7 +293,9 @@ class CollaborativeTrainer:
 
     def load_state_dict(self, state: dict[str, Any], source: str = "checkpoint") -> None:
         if state.get("format") != CHECKPOINT_FORMAT or state.get("version") != CHECKPOINT_VERSION:
-            raise TrainingError(f"{source}: not a dcl-search checkpoint of version {CHECKPOINT_VERSION}")
+            raise TrainingError(
+                f"{source}: not a dcl-search checkpoint of version {CHECKPOINT_VERSION}"
+            )
         mine, theirs = self.identity(), state["identity"]
         differing = [key for key in mine if mine[key] != theirs.get(key)]
         if differing:
@@ -280,14 +303,16 @@ class CollaborativeTrainer:
                 f"{source} belongs to another run (its {', '.join(differing)} differ); "
                 "use another output directory or the same settings"
             )
-        for model, weights in zip(self.models, state["models"]):
+        for model, weights in zip(self.models, state["models"], strict=True):
             model.load_state_dict(weights)
         self.optimizer.load_state_dict(state["optimizer"])
         self.generator.set_state(state["generator"])
         self.noise_generator.set_state(state["noise_generator"])
         self.epoch, self.step, self.elapsed = state["epoch"], state["step"], state["elapsed"]
-        self.history = [EpochMetrics(**{k: tuple(v) if isinstance(v, list) else v for k, v in m.items()})
-                        for m in state["history"]]
+        self.history = [
+            EpochMetrics(**{k: tuple(v) if isinstance(v, list) else v for k, v in m.items()})
+            for m in state["history"]
+        ]
 
     def save_checkpoint(self, path: str | Path) -> Path:
         """Writes the whole training state atomically: a crash leaves the previous one intact."""
@@ -305,4 +330,7 @@ class CollaborativeTrainer:
         """Each node's final weights as ``node{i}.pt`` (a plain state_dict: usable as the
         ``checkpoint`` of a frozen node in another graph)."""
         directory = Path(directory)
-        return [atomic_torch_save(m.state_dict(), directory / f"node{i}.pt") for i, m in enumerate(self.models)]
+        return [
+            atomic_torch_save(m.state_dict(), directory / f"node{i}.pt")
+            for i, m in enumerate(self.models)
+        ]

@@ -24,7 +24,9 @@ def test_dml_node_losses_are_label_loss_plus_kl() -> None:
 def test_temperature_scales_and_softens_edges_only() -> None:
     z0, z1 = _logits(2), _logits(3)
     y = torch.tensor([1, 1, 0, 2, 3])
-    losses = GraphLoss(2, {(0, 0): "through", (1, 0): "through", (1, 1): "through"}, 3.0)([z0, z1], y, 0.0)
+    losses = GraphLoss(2, {(0, 0): "through", (1, 0): "through", (1, 1): "through"}, 3.0)(
+        [z0, z1], y, 0.0
+    )
     lp0, lp1 = (z0 / 3).log_softmax(1), (z1 / 3).log_softmax(1)
     expected = label_loss(z0, y).mean() + kl_loss(lp1, lp0, 3.0).mean()
     assert losses[0].item() == pytest.approx(expected.item(), rel=1e-6)
@@ -62,14 +64,24 @@ def _three_linear_nodes() -> list[torch.nn.Linear]:
 
 
 def _grads(models: list[torch.nn.Linear]) -> list[torch.Tensor]:
-    return [m.weight.grad.clone() if m.weight.grad is not None else torch.zeros_like(m.weight) for m in models]
+    return [
+        m.weight.grad.clone() if m.weight.grad is not None else torch.zeros_like(m.weight)
+        for m in models
+    ]
 
 
 def test_each_node_gets_gradient_only_from_its_own_incoming_edges() -> None:
     x = torch.randn(6, 3, generator=torch.Generator().manual_seed(7))
     y = torch.tensor([0, 1, 2, 3, 0, 1])
-    gates = {(0, 0): "through", (1, 0): "through", (2, 0): "linear",
-             (1, 1): "through", (0, 1): "correct", (2, 2): "through", (2, 1): "cutoff"}
+    gates = {
+        (0, 0): "through",
+        (1, 0): "through",
+        (2, 0): "linear",
+        (1, 1): "through",
+        (0, 1): "correct",
+        (2, 2): "through",
+        (2, 1): "cutoff",
+    }
     models = _three_linear_nodes()
     losses = GraphLoss(3, gates)([m(x) for m in models], y, 0.5)
     losses.sum().backward()
@@ -93,5 +105,5 @@ def test_cutoff_contributes_no_gradient() -> None:
         models = _three_linear_nodes()[:2]
         GraphLoss(2, gates)([m(x) for m in models], y, 0.5).sum().backward()
         grads.append(_grads(models))
-    for a, b in zip(*grads):
+    for a, b in zip(*grads, strict=True):
         assert torch.equal(a, b)

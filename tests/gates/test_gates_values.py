@@ -6,7 +6,15 @@ import pytest
 import torch
 
 from dcl_search._errors import RegistryError
-from dcl_search.gates import GATES, Gate, GateContext, build_gate, kl_loss, label_loss, register_gate
+from dcl_search.gates import (
+    GATES,
+    Gate,
+    GateContext,
+    build_gate,
+    kl_loss,
+    label_loss,
+    register_gate,
+)
 
 LOSS = torch.tensor([1.0, 2.0, 3.0])
 
@@ -78,7 +86,7 @@ def test_kl_loss_matches_hand_computation(temperature: float) -> None:
     log_pt = torch.log_softmax(target / temperature, dim=1)
     p = [math.exp(v) for v in log_ps[0].tolist()]
     q = [0.5, 0.5]
-    expected = temperature**2 * sum(pi * math.log(pi / qi) for pi, qi in zip(p, q))
+    expected = temperature**2 * sum(pi * math.log(pi / qi) for pi, qi in zip(p, q, strict=True))
     assert kl_loss(log_ps, log_pt, temperature).item() == pytest.approx(expected, rel=1e-6)
     if temperature == 1.0:  # p_s = (1/10, 9/10) for logits (0, 2 ln 3)
         assert expected == pytest.approx(0.1 * math.log(0.2) + 0.9 * math.log(1.8))

@@ -11,7 +11,6 @@ from dcl_search.graphs import (
     FORMAT,
     VERSION,
     graph_from_node_link,
-    graph_to_node_link,
     preset_graph,
     read_graph,
     resolve_graph,
@@ -26,8 +25,12 @@ def _data(nodes=None, edges=None, **top) -> dict:
         "directed": True,
         "multigraph": False,
         "graph": {},
-        "nodes": nodes if nodes is not None else [{"id": 0, "model": "resnet32"}, {"id": 1, "model": "resnet110"}],
-        "edges": edges if edges is not None else [
+        "nodes": nodes
+        if nodes is not None
+        else [{"id": 0, "model": "resnet32"}, {"id": 1, "model": "resnet110"}],
+        "edges": edges
+        if edges is not None
+        else [
             {"source": 0, "target": 0, "gate": "through"},
             {"source": 1, "target": 0, "gate": "linear"},
             {"source": 1, "target": 1, "gate": "through"},
@@ -42,7 +45,11 @@ def test_round_trip_through_a_file(tmp_path: Path) -> None:
     graph = graph_from_node_link(_data())
     path = write_graph(graph, tmp_path / "g.json")
     again = read_graph(path)
-    assert sorted(again.edges(data="gate")) == [(0, 0, "through"), (1, 0, "linear"), (1, 1, "through")]
+    assert sorted(again.edges(data="gate")) == [
+        (0, 0, "through"),
+        (1, 0, "linear"),
+        (1, 1, "through"),
+    ]
     assert again.nodes[1] == {"model": "resnet110", "frozen": False}
 
 
@@ -68,20 +75,48 @@ BAD = [
     (dict(format="other"), "field 'format' is 'other'"),
     (dict(version=2), "unsupported version 2; this dcl-search reads version 1"),
     (dict(nodes=[]), "M >= 1"),
-    (dict(nodes=[{"id": 0, "model": "resnet33"}], edges=[]), "node 0: unknown model 'resnet33'; known models: .*resnet32"),
-    (dict(nodes=[{"id": 0, "model": "resnet32"}, {"id": 2, "model": "resnet32"}]), r"node ids must be 0\.\.1"),
-    (dict(nodes=[{"id": 0, "model": "resnet32"}, {"id": 0, "model": "resnet32"}]), "node 0 is listed twice"),
-    (dict(nodes=[{"id": 0, "model": "resnet32", "size": 3}]), "unknown field 'size'; allowed: id, model, frozen, checkpoint"),
+    (
+        dict(nodes=[{"id": 0, "model": "resnet33"}], edges=[]),
+        "node 0: unknown model 'resnet33'; known models: .*resnet32",
+    ),
+    (
+        dict(nodes=[{"id": 0, "model": "resnet32"}, {"id": 2, "model": "resnet32"}]),
+        r"node ids must be 0\.\.1",
+    ),
+    (
+        dict(nodes=[{"id": 0, "model": "resnet32"}, {"id": 0, "model": "resnet32"}]),
+        "node 0 is listed twice",
+    ),
+    (
+        dict(nodes=[{"id": 0, "model": "resnet32", "size": 3}]),
+        "unknown field 'size'; allowed: id, model, frozen, checkpoint",
+    ),
     (dict(nodes=[{"id": True, "model": "resnet32"}]), "field 'id' must be int"),
     (dict(nodes=[{"model": "resnet32"}]), "lacks the field 'id'"),
-    (dict(edges=[{"source": 0, "target": 0, "gate": "sometimes"}]), "edge 0->0: unknown gate 'sometimes'; known gates: correct, cutoff"),
-    (dict(edges=[{"source": 0, "target": 5, "gate": "through"}]), "edge 0->5: node 5 does not exist"),
+    (
+        dict(edges=[{"source": 0, "target": 0, "gate": "sometimes"}]),
+        "edge 0->0: unknown gate 'sometimes'; known gates: correct, cutoff",
+    ),
+    (
+        dict(edges=[{"source": 0, "target": 5, "gate": "through"}]),
+        "edge 0->5: node 5 does not exist",
+    ),
     (dict(edges=[{"source": 0, "target": 0, "gate": "through"}] * 2), "edge 0->0 is listed twice"),
     (dict(edges=[{"source": 0, "target": 0}]), "needs the fields source, target and gate"),
-    (dict(nodes=[{"id": 0, "model": "resnet32", "frozen": True}], edges=[]), "node 0 is the target and cannot be frozen"),
-    (dict(edges=[{"source": 0, "target": 0, "gate": "through"}]), "node 1 is not frozen but all its incoming edges"),
-    (dict(nodes=[{"id": 0, "model": "resnet32"}, {"id": 1, "model": "resnet32", "frozen": True}]),
-     "node 1 is frozen but edge 1->1 has gate 'through'"),
+    (
+        dict(nodes=[{"id": 0, "model": "resnet32", "frozen": True}], edges=[]),
+        "node 0 is the target and cannot be frozen",
+    ),
+    (
+        dict(edges=[{"source": 0, "target": 0, "gate": "through"}]),
+        "node 1 is not frozen but all its incoming edges",
+    ),
+    (
+        dict(
+            nodes=[{"id": 0, "model": "resnet32"}, {"id": 1, "model": "resnet32", "frozen": True}]
+        ),
+        "node 1 is frozen but edge 1->1 has gate 'through'",
+    ),
     (dict(directed=False), "directed"),
     (dict(extra=1), "unknown top-level field 'extra'"),
 ]
