@@ -33,3 +33,7 @@ class DatasetError(DCLSearchError, ValueError):
 
 class TrainingError(DCLSearchError, RuntimeError):
     """Training cannot go on (non-finite loss, mismatched checkpoint, ...)."""
+
+
+class SearchSpaceError(DCLSearchError, ValueError):
+    """A search space (YAML file) is invalid."""

@@ -8,9 +8,9 @@ from collections.abc import Sequence
 
 from dcl_search import __version__
 from dcl_search._errors import DCLSearchError
-from dcl_search.cli import _show, _train
+from dcl_search.cli import _export, _reeval, _search, _show, _train
 
-COMMANDS = (_train, _show)
+COMMANDS = (_train, _search, _export, _reeval, _show)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -8,6 +8,7 @@ import networkx as nx
 
 from dcl_search.graphs._canonical import canonical_graph, graph_hash
 from dcl_search.graphs._display import describe_graph, gate_matrix, node_table
+from dcl_search.graphs._draw import draw_graph
 from dcl_search.graphs._io import gate_of, graph_to_node_link, read_graph, write_graph
 from dcl_search.graphs._presets import PRESETS, dml, independent, is_preset, kd, preset_graph
 from dcl_search.graphs._schema import CUTOFF, FORMAT, VERSION
@@ -30,6 +31,7 @@ __all__ = [
     "canonical_graph",
     "describe_graph",
     "dml",
+    "draw_graph",
     "gate_matrix",
     "gate_of",
     "graph_from_node_link",

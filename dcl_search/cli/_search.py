@@ -1,0 +1,219 @@
+"""``dcl-search search``: ASHA over knowledge-transfer graphs; export; optional re-evaluation."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from dcl_search.cli._common import add_data_options, load_recipe_option
+from dcl_search.search import (
+    SearchSettings,
+    export_run,
+    load_search_space,
+    ranked,
+    run_search,
+    trial_table,
+)
+from dcl_search.training import LabelNoise
+
+HELP = "search the graph that makes node 0 most accurate (ASHA on Ray Tune, Optuna sampling)"
+
+
+def _nodes(text: str) -> int | tuple[int, int]:
+    low, _, high = text.partition("-")
+    try:
+        return (int(low), int(high)) if high else int(low)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--nodes takes N or MIN-MAX, got {text!r}") from None
+
+
+def add_resources(parser: argparse.ArgumentParser, noun: str = "trial") -> None:
+    parser.add_argument(
+        f"--cpus-per-{noun}", type=float, default=1.0, help=f"CPUs reserved per {noun} (default 1)"
+    )
+    parser.add_argument(
+        f"--gpus-per-{noun}",
+        type=float,
+        default=0.0,
+        help=f"GPUs per {noun}; fractions pack several on one GPU, e.g. 0.25 (default 0: CPU)",
+    )
+    parser.add_argument(
+        "--address",
+        default=None,
+        help="join an existing Ray cluster: auto or HOST:PORT (default: start Ray here)",
+    )
+
+
+def add_parser(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser("search", help=HELP, description=HELP)
+    parser.add_argument(
+        "--space",
+        default=None,
+        help="search space YAML or name under search_spaces/ (default: demo for digits, paper otherwise)",
+    )
+    add_data_options(parser)
+    parser.add_argument(
+        "--recipe", default=None, help="training recipe (default: demo for digits, paper otherwise)"
+    )
+    parser.add_argument(
+        "--epochs", type=int, default=None, help="max epochs of a trial (overrides the recipe)"
+    )
+    parser.add_argument(
+        "--nodes",
+        type=_nodes,
+        default=None,
+        help="number of nodes M, or a range MIN-MAX (overrides the space)",
+    )
+    parser.add_argument(
+        "--samples", type=int, default=24, help="number of sampled graphs (default 24)"
+    )
+    parser.add_argument(
+        "--sampler",
+        choices=("tpe", "random"),
+        default="tpe",
+        help="Optuna sampler (random reproduces the paper; default tpe)",
+    )
+    parser.add_argument(
+        "--grace-period",
+        type=int,
+        default=1,
+        help="ASHA's minimum epochs before a trial may be stopped (default 1)",
+    )
+    parser.add_argument(
+        "--reduction-factor", type=int, default=2, help="ASHA's reduction factor (default 2)"
+    )
+    parser.add_argument(
+        "--concurrency",
+        type=int,
+        default=None,
+        help="trials running at once (default: CPUs / cpus-per-trial)",
+    )
+    parser.add_argument(
+        "--max-failures",
+        type=int,
+        default=2,
+        help="retries of a failed trial from its last checkpoint (default 2)",
+    )
+    parser.add_argument(
+        "--seed", type=int, default=0, help="training seed of every trial (default 0)"
+    )
+    add_resources(parser)
+    parser.add_argument(
+        "--name", default=None, help="run name (default <dataset>-<space>-<date-time>)"
+    )
+    parser.add_argument(
+        "--storage",
+        default="results",
+        help="folder (or shared path on a cluster) holding run folders (default results)",
+    )
+    parser.add_argument(
+        "--resume",
+        default=None,
+        metavar="RUN_DIR",
+        help="continue an interrupted search, e.g. results/<name>",
+    )
+    parser.add_argument("--top", type=int, default=5, help="graphs to export (default 5)")
+    parser.add_argument(
+        "--reeval-top",
+        type=int,
+        default=0,
+        help="re-train the K best graphs with --seeds seeds against the baselines (default 0: skip)",
+    )
+    parser.add_argument(
+        "--seeds", type=int, default=3, help="seeds per graph in re-evaluation (default 3)"
+    )
+    parser.set_defaults(run=run)
+
+
+def _settings(args: argparse.Namespace) -> SearchSettings:
+    import os
+
+    space_spec = args.space or ("demo" if args.dataset == "digits" else "paper")
+    space = load_search_space(space_spec)
+    if args.nodes is not None:
+        space = space.with_nodes(args.nodes)
+    recipe, _ = load_recipe_option(args.recipe, args.dataset, args.epochs)
+    concurrency = args.concurrency or max(1, int((os.cpu_count() or 1) // args.cpus_per_trial))
+    name = args.name or f"{args.dataset}-{Path(space_spec).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+    return SearchSettings(
+        name=name,
+        storage=str(Path(args.storage).resolve()),
+        space=space,
+        recipe=recipe,
+        dataset=args.dataset,
+        data_dir=args.data_dir,
+        val_fraction=args.val_fraction,
+        label_noise=LabelNoise(args.label_noise, args.label_noise_mode),
+        seed=args.seed,
+        samples=args.samples,
+        sampler=args.sampler,
+        grace_period=args.grace_period,
+        reduction_factor=args.reduction_factor,
+        cpus_per_trial=args.cpus_per_trial,
+        gpus_per_trial=args.gpus_per_trial,
+        concurrency=concurrency,
+        max_failures=args.max_failures,
+    )
+
+
+def report_search(run_dir: Path, top: int, seconds: float | None = None) -> None:
+    table = ranked(trial_table(run_dir))
+    leaderboard, graphs = export_run(run_dir, top)
+    reused = table[(table["trained_epochs"] == 0) & (table["reused_epochs"] > 0)]
+    counts = table["status"].value_counts().to_dict()
+    took = f" in {seconds:.0f} s" if seconds is not None else ""
+    print(
+        f"search {run_dir.name}: {len(table)} trials{took} "
+        f"({counts.get('complete', 0)} complete, {counts.get('pruned', 0)} stopped early by ASHA, "
+        f"{counts.get('error', 0)} failed); {len(reused)} reused an already trained graph "
+        f"({int(table['reused_epochs'].sum())} epochs not trained again)"
+    )
+    shown = table.head(top)[
+        ["trial", "status", "graph_hash", "models", "epochs", "acc_node0", "acc_ensemble"]
+    ].copy()
+    shown[["acc_node0", "acc_ensemble"]] = 100 * shown[["acc_node0", "acc_ensemble"]]
+    print(
+        shown.rename(
+            columns={"acc_node0": "val node0 %", "acc_ensemble": "val ensemble %"}
+        ).to_string(index=False, float_format="%.2f")
+    )
+    print(f"exported {len(graphs)} graphs (JSON + PNG) and {leaderboard}")
+
+
+def run(args: argparse.Namespace) -> int:
+    from dcl_search.cli._reeval import reevaluate_run
+
+    if args.resume:
+        settings = SearchSettings.load(args.resume)
+        print(
+            f"resuming search {settings.run_dir} ({settings.samples} samples in all)",
+            file=sys.stderr,
+        )
+    else:
+        settings = _settings(args)
+        print(
+            f"search {settings.run_dir}: {settings.samples} graphs from {settings.space.nodes.min}"
+            f"-{settings.space.nodes.max} nodes on {settings.dataset}, ASHA to {settings.recipe.epochs} epochs, "
+            f"{settings.concurrency} at once",
+            file=sys.stderr,
+        )
+    try:
+        seconds = run_search(settings, resume=bool(args.resume), address=args.address)
+    except KeyboardInterrupt:
+        print(
+            f"interrupted; continue with: dcl-search search --resume {settings.run_dir}",
+            file=sys.stderr,
+        )
+        return 130
+    report_search(settings.run_dir, args.top, seconds)
+    if args.reeval_top:
+        reevaluate_run(
+            settings.run_dir,
+            args.reeval_top,
+            args.seeds,
+            cpus=settings.cpus_per_trial,
+            gpus=settings.gpus_per_trial,
+        )
+    return 0

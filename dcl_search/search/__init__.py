@@ -1,0 +1,57 @@
+"""Searching knowledge-transfer graphs: spaces, the Ray Tune driver, results, export, re-evaluation."""
+
+from __future__ import annotations
+
+from dcl_search.search._driver import init_ray, run_search
+from dcl_search.search._export import export_run
+from dcl_search.search._reeval import (
+    Candidate,
+    DataSpec,
+    baselines,
+    format_summary,
+    summarize,
+    train_candidates,
+    without_checkpoints,
+)
+from dcl_search.search._results import ranked, top_graphs, trial_table
+from dcl_search.search._settings import SearchError, SearchSettings
+from dcl_search.search._space import (
+    SEARCH_SPACES,
+    NodeRange,
+    NumericRange,
+    SearchSpace,
+    apply_hyperparameters,
+    config_to_graph,
+    load_search_space,
+    search_space_from_dict,
+    suggest_config,
+)
+from dcl_search.search._store import GraphStore
+
+__all__ = [
+    "SEARCH_SPACES",
+    "Candidate",
+    "DataSpec",
+    "GraphStore",
+    "NodeRange",
+    "NumericRange",
+    "SearchError",
+    "SearchSettings",
+    "SearchSpace",
+    "apply_hyperparameters",
+    "baselines",
+    "config_to_graph",
+    "export_run",
+    "format_summary",
+    "init_ray",
+    "load_search_space",
+    "ranked",
+    "run_search",
+    "search_space_from_dict",
+    "suggest_config",
+    "summarize",
+    "top_graphs",
+    "train_candidates",
+    "trial_table",
+    "without_checkpoints",
+]

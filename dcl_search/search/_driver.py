@@ -1,0 +1,211 @@
+"""The search driver: Ray Tune runs ASHA over graphs sampled by Optuna; results land in a folder.
+
+results/<name>/
+    search.json          the settings (``--resume`` reads them)
+    optuna.db            the Optuna study (``optuna-dashboard sqlite:///results/<name>/optuna.db``)
+    trial_<id>/          Tune's per-trial results, TensorBoard events, checkpoints
+    graphs/<key>/        one folder per distinct trained graph (see _store.py)
+    pretrained/          frozen teachers pre-trained for this search
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+from collections.abc import Callable
+
+from dcl_search.search._settings import SearchError, SearchSettings
+from dcl_search.search._store import GraphStore
+
+METRIC = "acc_node0"
+OPTUNA_DB = "optuna.db"
+
+
+def quiet_ray_environment() -> None:
+    """Ray would otherwise write an auth token into $HOME and print every worker's logs."""
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    os.environ.setdefault("RAY_DEDUP_LOGS", "1")
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "0")
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+
+
+def init_ray(address: str | None, num_cpus: int | None = None, num_gpus: int | None = None) -> None:
+    quiet_ray_environment()
+    import ray
+
+    if ray.is_initialized():
+        return
+    common = {"include_dashboard": False, "logging_level": logging.ERROR, "log_to_driver": False}
+    if address:
+        ray.init(address=address, **common)
+    else:
+        # "local" starts a new instance: never join a leftover cluster by accident
+        ray.init(address="local", num_cpus=num_cpus or os.cpu_count(), num_gpus=num_gpus, **common)
+
+
+def _trial_dirname(trial) -> str:
+    return f"trial_{trial.trial_id}"
+
+
+def _callbacks(settings: SearchSettings, log: Callable[[str], None]) -> list:
+    from ray import tune
+
+    store = GraphStore(settings.run_dir / "graphs")
+
+    class ReleaseLocks(tune.Callback):
+        """ASHA stops a trial by killing it, so its graph lock is freed here, on the driver."""
+
+        def on_trial_complete(self, iteration, trials, trial, **info):
+            store.release_all_of(trial.trial_id)
+
+        def on_trial_error(self, iteration, trials, trial, **info):
+            store.release_all_of(trial.trial_id)
+
+    class Progress(tune.Callback):
+        def __init__(self) -> None:
+            self.best = float("-inf")
+            self.ended = 0
+
+        def _line(self, trial, how: str) -> None:
+            self.ended += 1
+            result = trial.last_result or {}
+            accuracy = result.get(METRIC)
+            if accuracy is not None:
+                self.best = max(self.best, accuracy)
+            shown = "-" if accuracy is None else f"{100 * accuracy:.2f}%"
+            best = "-" if self.best == float("-inf") else f"{100 * self.best:.2f}%"
+            reused = (
+                " (reused)"
+                if result.get("reused_epochs") and not result.get("trained_epochs")
+                else ""
+            )
+            log(
+                f"[{self.ended}/{settings.samples}] {trial.trial_id} {how} after {result.get('epoch', 0)} "
+                f"epochs: {METRIC} {shown}{reused}, graph {result.get('graph_hash', '?')}; best {best}"
+            )
+
+        def on_trial_complete(self, iteration, trials, trial, **info):
+            self._line(
+                trial,
+                "done"
+                if (trial.last_result or {}).get("epoch") == settings.recipe.epochs
+                else "stopped",
+            )
+
+        def on_trial_error(self, iteration, trials, trial, **info):
+            self._line(trial, "FAILED")
+
+    return [ReleaseLocks(), Progress()]
+
+
+def _searcher(settings: SearchSettings):
+    import optuna
+    from ray.tune.search import ConcurrencyLimiter
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+    from dcl_search.search._optuna import DefineByRun, PrunedAwareOptunaSearch, make_sampler
+
+    storage = optuna.storages.RDBStorage(f"sqlite:///{(settings.run_dir / OPTUNA_DB).resolve()}")
+    searcher = PrunedAwareOptunaSearch(
+        space=DefineByRun(settings.space),
+        metric=METRIC,
+        mode="max",
+        sampler=make_sampler(settings.sampler, settings.sampler_seed),
+        storage=storage,
+        study_name=settings.name,
+        max_epochs=settings.recipe.epochs,
+    )
+    return ConcurrencyLimiter(searcher, max_concurrent=settings.concurrency)
+
+
+def _trainable(settings: SearchSettings):
+    from ray import tune
+
+    from dcl_search.search._trial import run_trial
+
+    resources = {"cpu": settings.cpus_per_trial, "gpu": settings.gpus_per_trial}
+    return tune.with_resources(tune.with_parameters(run_trial, settings=settings), resources)
+
+
+def _new_tuner(settings: SearchSettings, log: Callable[[str], None]):
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler
+
+    scheduler = ASHAScheduler(
+        time_attr="epoch",
+        metric=METRIC,
+        mode="max",
+        max_t=settings.recipe.epochs,
+        grace_period=settings.grace_period,
+        reduction_factor=settings.reduction_factor,
+    )
+    return tune.Tuner(
+        _trainable(settings),
+        tune_config=tune.TuneConfig(
+            search_alg=_searcher(settings),
+            scheduler=scheduler,
+            num_samples=settings.samples,
+            trial_dirname_creator=_trial_dirname,
+            reuse_actors=True,  # a fresh worker per trial re-imports torch: seconds per trial
+        ),
+        run_config=tune.RunConfig(
+            name=settings.name,
+            storage_path=settings.storage,
+            verbose=0,
+            failure_config=tune.FailureConfig(max_failures=settings.max_failures),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+            callbacks=_callbacks(settings, log),
+        ),
+    )
+
+
+def _restored_tuner(settings: SearchSettings):
+    from ray import tune
+
+    path = str(settings.run_dir)
+    if not tune.Tuner.can_restore(path):
+        raise SearchError(f"{path}: no Tune experiment state to resume from")
+    try:
+        return tune.Tuner.restore(
+            path, _trainable(settings), resume_unfinished=True, resume_errored=True
+        )
+    except Exception as error:  # can_restore may say yes to a folder restore then rejects
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise SearchError(f"{path}: cannot resume this search ({first})") from None
+
+
+def run_search(
+    settings: SearchSettings,
+    *,
+    resume: bool = False,
+    address: str | None = None,
+    log: Callable[[str], None] = lambda text: print(text, file=sys.stderr),
+) -> float:
+    """Runs (or resumes) the search; returns its wall time in seconds."""
+    if not resume and (settings.run_dir / "search.json").exists():
+        raise SearchError(
+            f"{settings.run_dir} already holds a search; resume it with --resume {settings.run_dir} "
+            "or choose another --name"
+        )
+    settings.save()
+    GraphStore(settings.run_dir / "graphs").release_all()  # nothing runs yet: every lock is stale
+    init_ray(address, num_gpus=None)
+    tuner = _restored_tuner(settings) if resume else _new_tuner(settings, log)
+    started = time.perf_counter()
+    tuner.fit()
+    _fail_stale_optuna_trials(settings)
+    return time.perf_counter() - started
+
+
+def _fail_stale_optuna_trials(settings: SearchSettings) -> None:
+    """Optuna trials still RUNNING once Tune is done belong to trials lost with a killed driver."""
+    import optuna
+    from optuna.trial import TrialState
+
+    storage = f"sqlite:///{(settings.run_dir / OPTUNA_DB).resolve()}"
+    study = optuna.load_study(study_name=settings.name, storage=storage)
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        study.tell(trial.number, state=TrialState.FAIL)

@@ -1,0 +1,48 @@
+"""Export: the best graphs as graph JSON (the format ``train`` reads), pictures, leaderboard CSV."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from dcl_search.graphs import draw_graph, write_graph
+from dcl_search.search._results import ranked, top_graphs, trial_table
+
+LEADERBOARD = "leaderboard.csv"
+
+
+def export_run(
+    run_dir: str | Path, top: int, out_dir: str | Path | None = None
+) -> tuple[Path, list[Path]]:
+    """Writes leaderboard.csv and ``rank<i>-<hash>.json`` + ``.png`` for the ``top`` best graphs."""
+    run_dir = Path(run_dir)
+    out = Path(out_dir) if out_dir is not None else run_dir / "export"
+    out.mkdir(parents=True, exist_ok=True)
+    table = ranked(trial_table(run_dir))
+    table.to_csv(out / LEADERBOARD, index=False)
+    written = []
+    for rank, (graph, row) in enumerate(top_graphs(run_dir, top), start=1):
+        graph = graph.copy()
+        graph.graph.update(
+            {
+                "name": f"{run_dir.name}-rank{rank}",
+                "search": {
+                    "run": run_dir.name,
+                    "rank": rank,
+                    "trial": row.trial,
+                    "graph_hash": row.graph_hash,
+                    "epochs": int(row.epochs),
+                    "acc_node0": float(row.acc_node0),
+                    "acc_ensemble": float(row.acc_ensemble) if pd.notna(row.acc_ensemble) else None,
+                },
+            }
+        )
+        path = write_graph(graph, out / f"rank{rank}-{row.graph_hash}.json")
+        draw_graph(
+            graph,
+            path.with_suffix(".png"),
+            title=f"rank {rank}: {100 * row.acc_node0:.2f}% (val, node 0)",
+        )
+        written.append(path)
+    return out / LEADERBOARD, written

@@ -1,0 +1,66 @@
+"""Optuna as Tune's searcher, told the truth about trials that ASHA stopped.
+
+Ray's OptunaSearch tells every trial that ended with a result as COMPLETE, so TPE would learn
+from 1-epoch accuracies as if they were final. Here a trial that ended before the last epoch
+is told as PRUNED: TPE then ranks it by its intermediate values, as Optuna's own pruners do.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+from ray.tune.search.optuna import OptunaSearch
+
+from dcl_search.search._space import SearchSpace, suggest_config
+
+logger = logging.getLogger(__name__)
+
+
+class DefineByRun:
+    """A picklable define-by-run function over a search space (Tune saves its searcher)."""
+
+    def __init__(self, space: SearchSpace) -> None:
+        self.space = space
+
+    def __call__(self, trial: optuna.Trial) -> dict[str, Any]:
+        return suggest_config(trial, self.space)
+
+
+class PrunedAwareOptunaSearch(OptunaSearch):
+    """OptunaSearch that reports ASHA-stopped trials (fewer than ``max_epochs``) as PRUNED."""
+
+    def __init__(
+        self, *args: Any, max_epochs: int, epoch_key: str = "epoch", **kwargs: Any
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self.max_epochs = max_epochs
+        self.epoch_key = epoch_key
+
+    def on_trial_complete(
+        self, trial_id: str, result: dict | None = None, error: bool = False
+    ) -> None:
+        if trial_id in self._completed_trials or trial_id not in self._ot_trials:
+            super().on_trial_complete(trial_id, result, error)
+            return
+        epoch = None if (error or result is None) else result.get(self.epoch_key)
+        if epoch is not None and result.get(self.metric) is not None:
+            # Tune hands the last result to on_trial_complete only: without this report a trial
+            # stopped at its first rung would reach Optuna with no value at all.
+            self._ot_trials[trial_id].report(result[self.metric], int(epoch))
+        if epoch is None or epoch >= self.max_epochs:
+            super().on_trial_complete(trial_id, result, error)
+            return
+        try:
+            self._ot_study.tell(self._ot_trials[trial_id], state=TrialState.PRUNED)
+        except Exception as problem:  # e.g. a NaN intermediate value
+            logger.warning("could not tell trial %s as pruned: %s", trial_id, problem)
+        self._completed_trials.add(trial_id)
+
+
+def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
+    if name == "random":  # the reference implementation's sampler
+        return optuna.samplers.RandomSampler(seed=seed)
+    return optuna.samplers.TPESampler(seed=seed)

@@ -1,0 +1,111 @@
+"""A search folder read back as a table: one row per trial, built with pandas."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import networkx as nx
+import pandas as pd
+
+from dcl_search.graphs import gate_of, read_graph
+from dcl_search.search._settings import SearchError, SearchSettings
+from dcl_search.search._store import GRAPH
+
+STATUS_COMPLETE = "complete"  # trained to the recipe's last epoch
+STATUS_PRUNED = "pruned"  # stopped early by ASHA (or the search ended before it finished)
+STATUS_ERROR = "error"
+
+
+def _last_result(trial_dir: Path) -> dict:
+    path = trial_dir / "result.json"
+    if not path.exists():
+        return {}
+    lines = [line for line in path.read_text().splitlines() if line.strip()]
+    return json.loads(lines[-1]) if lines else {}
+
+
+def describe_models(graph: nx.DiGraph) -> str:
+    return ",".join(
+        graph.nodes[n]["model"] + ("*" if graph.nodes[n].get("frozen") else "")
+        for n in sorted(graph)
+    )
+
+
+def describe_gates(graph: nx.DiGraph) -> str:
+    """Rows of the gate matrix (source-major), '|' between rows: compact and unambiguous."""
+    nodes = sorted(graph)
+    return "|".join(",".join(gate_of(graph, s, t) for t in nodes) for s in nodes)
+
+
+def trial_table(run_dir: str | Path) -> pd.DataFrame:
+    """One row per trial: id, graph hash and key, models, gates, epochs reached, accuracies, status."""
+    run_dir = Path(run_dir)
+    settings = SearchSettings.load(run_dir)
+    rows = []
+    for trial_dir in sorted(run_dir.glob("trial_*")):
+        result = _last_result(trial_dir)
+        errored = (trial_dir / "error.txt").exists() or (trial_dir / "error.pkl").exists()
+        if not result and not errored:
+            # started, then killed with the driver before its first epoch: Tune's saved state never
+            # knew it, and the resumed search ran another sample in its place
+            continue
+        row = {"trial": trial_dir.name.removeprefix("trial_")}
+        epochs = int(result.get("epoch", 0))
+        row["status"] = (
+            STATUS_ERROR
+            if errored and epochs < settings.recipe.epochs
+            else (STATUS_COMPLETE if epochs >= settings.recipe.epochs else STATUS_PRUNED)
+        )
+        key = result.get("key")
+        graph_file = run_dir / "graphs" / str(key) / GRAPH
+        graph = read_graph(graph_file) if key and graph_file.exists() else None
+        row.update(
+            {
+                "graph_hash": result.get("graph_hash", ""),
+                "key": key or "",
+                "num_nodes": result.get("num_nodes", graph.number_of_nodes() if graph else 0),
+                "models": describe_models(graph) if graph else "",
+                "gates": describe_gates(graph) if graph else "",
+                "epochs": epochs,
+                "trained_epochs": result.get("trained_epochs", 0),
+                "reused_epochs": result.get("reused_epochs", 0),
+            }
+        )
+        row.update({k: v for k, v in result.items() if k.startswith("acc_")})
+        rows.append(row)
+    if not rows:
+        raise SearchError(f"{run_dir}: the search has no trials yet")
+    table = pd.DataFrame(rows)
+    accuracy_columns = sorted(c for c in table.columns if c.startswith("acc_node")) + [
+        "acc_ensemble"
+    ]
+    front = [
+        "trial",
+        "status",
+        "graph_hash",
+        "num_nodes",
+        "models",
+        "gates",
+        "epochs",
+        "trained_epochs",
+        "reused_epochs",
+    ]
+    return table[front + [c for c in accuracy_columns if c in table.columns] + ["key"]]
+
+
+def ranked(table: pd.DataFrame) -> pd.DataFrame:
+    """Best first: deeper trained beats shallower (ASHA's rungs), then node 0's validation accuracy."""
+    return table.sort_values(
+        ["epochs", "acc_node0"], ascending=[False, False], kind="stable"
+    ).reset_index(drop=True)
+
+
+def top_graphs(run_dir: str | Path, k: int) -> list[tuple[nx.DiGraph, pd.Series]]:
+    """The ``k`` best distinct graphs (by canonical key), each with its leaderboard row."""
+    run_dir = Path(run_dir)
+    best = ranked(trial_table(run_dir))
+    best = best[(best["status"] != STATUS_ERROR) & (best["key"] != "")].drop_duplicates("key")
+    return [
+        (read_graph(run_dir / "graphs" / row.key / GRAPH), row) for row in best.head(k).itertuples()
+    ]

@@ -1,0 +1,114 @@
+"""Everything a search needs, saved as ``search.json`` in its folder so ``--resume`` needs nothing else."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from dcl_search._errors import DCLSearchError
+from dcl_search.search._space import SearchSpace, search_space_from_dict
+from dcl_search.training import LabelNoise, Recipe, recipe_from_dict
+
+SETTINGS_FILE = "search.json"
+
+
+class SearchError(DCLSearchError, RuntimeError):
+    """A search cannot start, resume or be read."""
+
+
+def space_to_dict(space: SearchSpace) -> dict[str, Any]:
+    """The YAML form of a search space (what ``search_space_from_dict`` reads back)."""
+    return {
+        "nodes": {"min": space.nodes.min, "max": space.nodes.max},
+        "target_model": space.target_model,
+        "models": list(space.models),
+        "edge_gates": list(space.edge_gates),
+        "self_loop_gates": list(space.self_loop_gates),
+        "allow_frozen": space.allow_frozen,
+        "hyperparameters": {name: dataclasses.asdict(r) for name, r in space.hyperparameters},
+    }
+
+
+@dataclass(frozen=True)
+class SearchSettings:
+    name: str
+    storage: str  # absolute path or URI of the folder that holds the run folder
+    space: SearchSpace
+    recipe: Recipe
+    dataset: str = "digits"
+    data_dir: str | None = None
+    val_fraction: float = 0.1
+    label_noise: LabelNoise = LabelNoise()
+    seed: int = 0  # training seed of every trial (equal seeds make trials comparable)
+    samples: int = 24
+    sampler: Literal["tpe", "random"] = "tpe"
+    sampler_seed: int = 0
+    grace_period: int = 1
+    reduction_factor: int = 2
+    cpus_per_trial: float = 1.0
+    gpus_per_trial: float = 0.0
+    concurrency: int = 2
+    max_failures: int = 2
+
+    def __post_init__(self) -> None:
+        checks = {
+            "samples": self.samples >= 1,
+            "grace_period": 1 <= self.grace_period <= self.recipe.epochs,
+            "reduction_factor": self.reduction_factor >= 2,
+            "cpus_per_trial": self.cpus_per_trial > 0,
+            "gpus_per_trial": self.gpus_per_trial >= 0,
+            "concurrency": self.concurrency >= 1,
+            "max_failures": self.max_failures >= 0,
+        }
+        rules = {
+            "samples": ">= 1",
+            "grace_period": f"in [1, {self.recipe.epochs}] (the recipe's epochs)",
+            "reduction_factor": ">= 2",
+            "cpus_per_trial": "> 0",
+            "gpus_per_trial": ">= 0",
+            "concurrency": ">= 1",
+            "max_failures": ">= 0",
+        }
+        for name, ok in checks.items():
+            if not ok:
+                raise SearchError(
+                    f"--{name.replace('_', '-')} is {getattr(self, name)}, but must be {rules[name]}"
+                )
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.storage) / self.name
+
+    @property
+    def device(self) -> str:
+        return "cuda" if self.gpus_per_trial > 0 else "cpu"
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["space"] = space_to_dict(self.space)
+        data["recipe"] = self.recipe.to_dict()
+        return data
+
+    def save(self) -> Path:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        path = self.run_dir / SETTINGS_FILE
+        path.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        return path
+
+    @classmethod
+    def load(cls, run_dir: str | Path) -> SearchSettings:
+        path = Path(run_dir) / SETTINGS_FILE
+        try:
+            data = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise SearchError(f"{run_dir}: not a search folder (no {SETTINGS_FILE})") from None
+        except json.JSONDecodeError as error:
+            raise SearchError(f"{path}: not valid JSON ({error.msg})") from None
+        data["space"] = search_space_from_dict(data["space"], str(path))
+        data["recipe"] = recipe_from_dict(data["recipe"], str(path))
+        data["label_noise"] = LabelNoise(**data["label_noise"])
+        data["storage"] = str(Path(run_dir).resolve().parent)  # the folder may have moved
+        return cls(**data)

@@ -1,0 +1,80 @@
+"""Never pay twice: one folder per (canonical graph, recipe) shared by every trial of a search.
+
+``<run>/graphs/<key>/`` holds the canonical ``graph.json``, the trainer's ``checkpoint.pt``
+(whose history is every finished epoch), ``rows.json`` (those epochs as metric rows, for
+cheap polling) and, while a trial trains it, ``lock`` (the owner's trial id). A trial whose
+graph is already there replays the stored epochs instead of training them, and continues
+from the checkpoint if it needs more. The lock is taken with O_EXCL, which is atomic on local
+and NFS file systems, and released by the driver when the owner ends, since ASHA stops a
+trial by killing it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+LOCK = "lock"
+ROWS = "rows.json"
+CHECKPOINT = "checkpoint.pt"
+GRAPH = "graph.json"
+
+
+class GraphStore:
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+
+    def folder(self, key: str) -> Path:
+        return self.root / key
+
+    def rows(self, key: str) -> list[dict[str, Any]]:
+        path = self.folder(key) / ROWS
+        try:
+            return json.loads(path.read_text())
+        except FileNotFoundError:
+            return []
+
+    def write_rows(self, key: str, rows: list[dict[str, Any]]) -> None:
+        path = self.folder(key) / ROWS
+        tmp = path.with_name(f".{ROWS}.{os.getpid()}")
+        tmp.write_text(json.dumps(rows))
+        os.replace(tmp, path)
+
+    def checkpoint(self, key: str) -> Path:
+        return self.folder(key) / CHECKPOINT
+
+    def acquire(self, key: str, owner: str) -> bool:
+        """True if ``owner`` now holds (or already held) the right to train ``key``."""
+        folder = self.folder(key)
+        folder.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(folder / LOCK, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            return self.owner(key) == owner
+        with os.fdopen(fd, "w") as handle:
+            handle.write(owner)
+        return True
+
+    def owner(self, key: str) -> str | None:
+        try:
+            return (self.folder(key) / LOCK).read_text()
+        except FileNotFoundError:
+            return None
+
+    def release(self, key: str, owner: str) -> None:
+        if self.owner(key) == owner:
+            (self.folder(key) / LOCK).unlink(missing_ok=True)
+
+    def release_all_of(self, owner: str) -> None:
+        """Frees every lock ``owner`` holds (the driver calls it when a trial ends)."""
+        if self.root.is_dir():
+            for lock in self.root.glob(f"*/{LOCK}"):
+                self.release(lock.parent.name, owner)
+
+    def release_all(self) -> None:
+        """Frees every lock: at the start of a search (or resume) no trial is running."""
+        if self.root.is_dir():
+            for lock in self.root.glob(f"*/{LOCK}"):
+                lock.unlink(missing_ok=True)

@@ -1,0 +1,157 @@
+"""One trial of a search, run by Ray Tune in a worker: sample → canonical graph → train or reuse.
+
+Each trial trains the *canonical* graph of its sample (nodes that cannot reach the target are
+dropped, non-target nodes in canonical order), so equivalent samples share one store entry
+and the per-node metrics always refer to the same numbering.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import networkx as nx
+import torch
+from ray import tune
+
+from dcl_search.datasets import DatasetSplits, load_dataset
+from dcl_search.graphs import canonical_graph, graph_hash, write_graph
+from dcl_search.search._settings import SearchSettings
+from dcl_search.search._space import apply_hyperparameters, config_to_graph
+from dcl_search.search._store import GRAPH, GraphStore
+from dcl_search.training import CollaborativeTrainer, Recipe, resolve_frozen_checkpoints
+
+POLL_SECONDS = 0.5
+PROGRESS = "progress.json"
+
+
+@functools.lru_cache(maxsize=2)
+def _dataset(name: str, data_dir: str | None, val_fraction: float) -> DatasetSplits:
+    return load_dataset(name, data_dir, val_fraction=val_fraction)
+
+
+def trial_key(graph: nx.DiGraph, recipe: Recipe, settings: SearchSettings) -> str:
+    """Identifies what a trial trains: equal keys give equal training runs."""
+    parts = [
+        graph_hash(graph),
+        recipe.digest(),
+        settings.dataset,
+        settings.val_fraction,
+        settings.seed,
+        settings.label_noise.fraction,
+        settings.label_noise.mode,
+    ]
+    return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:16]
+
+
+def _reported_so_far() -> int:
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is None:
+        return 0
+    with checkpoint.as_directory() as folder:
+        return json.loads((Path(folder) / PROGRESS).read_text())["reported"]
+
+
+class _Reporter:
+    """Reports epochs to Tune in order, with a tiny checkpoint saying how many were reported."""
+
+    def __init__(self, extra: dict[str, Any]) -> None:
+        self.extra = extra
+        self.reported = _reported_so_far()
+        self.trained = 0
+        self.reused = 0
+
+    def report(self, row: dict[str, Any], trained_here: bool) -> None:
+        self.reported += 1
+        if trained_here:
+            self.trained += 1
+        else:
+            self.reused += 1
+        metrics = {
+            **row,
+            **self.extra,
+            "trained_epochs": self.trained,
+            "reused_epochs": self.reused,
+        }
+        with tempfile.TemporaryDirectory() as folder:
+            (Path(folder) / PROGRESS).write_text(json.dumps({"reported": self.reported}))
+            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
+
+
+def _train(
+    settings: SearchSettings,
+    graph: nx.DiGraph,
+    recipe: Recipe,
+    store: GraphStore,
+    key: str,
+    reporter: _Reporter,
+) -> None:
+    data = _dataset(settings.dataset, settings.data_dir, settings.val_fraction)
+    graph = resolve_frozen_checkpoints(
+        graph,
+        data,
+        recipe,
+        cache_dir=settings.run_dir / "pretrained",
+        device=settings.device,
+        label_noise=settings.label_noise,
+        log=lambda _: None,
+    )
+    trainer = CollaborativeTrainer(
+        graph,
+        data,
+        recipe,
+        device=settings.device,
+        seed=settings.seed,
+        label_noise=settings.label_noise,
+    )
+    if store.checkpoint(key).exists():
+        trainer.load_checkpoint(store.checkpoint(key))
+    for metrics in trainer.history[
+        reporter.reported :
+    ]:  # written by a trial killed before reporting
+        reporter.report(metrics.row(), trained_here=False)
+    for metrics in trainer.train_epochs():
+        trainer.save_checkpoint(store.checkpoint(key))
+        store.write_rows(key, [m.row() for m in trainer.history])
+        reporter.report(metrics.row(), trained_here=True)
+
+
+def run_trial(config: dict[str, Any], settings: SearchSettings) -> None:
+    """The Tune function trainable: reports one result per epoch of the sampled graph."""
+    torch.set_num_threads(max(1, int(settings.cpus_per_trial)))
+    sampled, hyperparameters = config_to_graph(config, settings.space)
+    recipe = apply_hyperparameters(settings.recipe, hyperparameters)
+    graph = canonical_graph(sampled)
+    key = trial_key(graph, recipe, settings)
+    store = GraphStore(settings.run_dir / "graphs")
+    if not (store.folder(key) / GRAPH).exists():
+        write_graph(graph, store.folder(key) / GRAPH)
+    trial_id = tune.get_context().get_trial_id()
+    import ray
+
+    reporter = _Reporter(
+        {
+            "graph_hash": graph_hash(graph),
+            "key": key,
+            "num_nodes": graph.number_of_nodes(),
+            "sampled_nodes": sampled.number_of_nodes(),
+            "node_id": ray.get_runtime_context().get_node_id(),
+        }
+    )
+    while reporter.reported < recipe.epochs:
+        for row in store.rows(key)[reporter.reported :]:
+            reporter.report(row, trained_here=False)
+        if reporter.reported >= recipe.epochs:
+            break
+        if store.acquire(key, trial_id):
+            try:
+                _train(settings, graph, recipe, store, key, reporter)
+            finally:
+                store.release(key, trial_id)
+            break
+        time.sleep(POLL_SECONDS)  # another trial is training this graph: follow it

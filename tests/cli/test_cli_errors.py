@@ -1,0 +1,126 @@
+"""Every bad input ends in one line on stderr, exit status 2 and no traceback."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from dcl_search.cli import main
+from dcl_search.graphs import graph_to_node_link, preset_graph
+
+
+def _graph_file(tmp_path: Path, mutate) -> Path:
+    data = graph_to_node_link(preset_graph("dml:2:tiny_cnn"))
+    mutate(data)
+    path = tmp_path / "graph.json"
+    path.write_text(json.dumps(data))
+    return path
+
+
+def _set_model(data):
+    data["nodes"][1]["model"] = "resnet33"
+
+
+def _set_gate(data):
+    data["edges"][1]["gate"] = "sometimes"
+
+
+def _freeze_target(data):
+    data["nodes"][0]["frozen"] = True
+
+
+CASES = {
+    "malformed JSON": (lambda p: p / "bad.json", r"bad\.json: not valid JSON \(Expecting"),
+    "unknown model": (
+        lambda p: _graph_file(p, _set_model),
+        r"graph\.json: node 1: unknown model 'resnet33'; known models: .*tiny_cnn",
+    ),
+    "unknown gate": (
+        lambda p: _graph_file(p, _set_gate),
+        r"graph\.json: edge 0->1: unknown gate 'sometimes'; known gates: correct, cutoff, linear, negative_linear, through",
+    ),
+    "frozen target": (
+        lambda p: _graph_file(p, _freeze_target),
+        r"graph\.json: node 0 is the target and cannot be frozen",
+    ),
+}
+
+
+def _one_error_line(capsys, status: int) -> str:
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert status == 2
+    assert len(lines) == 1, captured.err
+    assert "Traceback" not in captured.err
+    assert lines[0].startswith("dcl-search: error: ")
+    return lines[0]
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_bad_graphs_are_refused_in_one_line(case: str, tmp_path: Path, capsys) -> None:
+    make, message = CASES[case]
+    path = make(tmp_path)
+    if case == "malformed JSON":
+        path.write_text('{"format": "dcl-search-graph", "nodes": [')
+    status = main(["train", str(path), "--dataset", "digits", "--out", str(tmp_path / "run")])
+    assert __import__("re").search(message, _one_error_line(capsys, status))
+    assert not (tmp_path / "run").exists()
+
+
+def test_missing_dataset_says_where_it_looked(tmp_path: Path, capsys) -> None:
+    status = main(
+        ["train", "independent", "--dataset", "cifar10", "--data-dir", str(tmp_path / "nodata")]
+    )
+    line = _one_error_line(capsys, status)
+    assert "cifar10" in line and str(tmp_path / "nodata") in line and "cifar-10-batches-py" in line
+
+
+def test_recipe_with_an_unknown_key(tmp_path: Path, capsys) -> None:
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("epochs: 2\nlearning_rate: 0.1\n")
+    status = main(["train", "independent:tiny_cnn", "--recipe", str(recipe)])
+    line = _one_error_line(capsys, status)
+    assert (
+        f"{recipe}: unknown key 'learning_rate'; allowed keys: epochs, batch_size, optimizer"
+        in line
+    )
+
+
+def test_unknown_recipe_name_lists_the_shipped_ones(capsys) -> None:
+    status = main(["train", "independent:tiny_cnn", "--recipe", "fastest"])
+    line = _one_error_line(capsys, status)
+    assert "fastest: no such recipe file; recipes under trainers/: demo, paper" in line
+
+
+def test_bad_label_noise(capsys) -> None:
+    status = main(["train", "independent:tiny_cnn", "--label-noise", "1.5"])
+    assert "label noise fraction is 1.5, but must be in [0, 1]" in _one_error_line(capsys, status)
+
+
+def test_console_script_prints_no_traceback(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text("{")
+    result = subprocess.run(
+        [sys.executable, "-m", "dcl_search", "show", str(bad)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"dcl-search: error: {bad}: not valid JSON (Expecting property name enclosed in double quotes at line 1, column 2)"
+    ]
+
+
+def test_show_prints_the_gate_matrix(capsys) -> None:
+    assert main(["show", "kd:resnet20,resnet56"]) == 0
+    out = capsys.readouterr().out
+    assert "resnet56" in out and "frozen" in out
+    matrix = out.split("diagonal = label loss):")[1].splitlines()
+    assert matrix[1].split()[:1] == ["source"] or "target" in matrix[1]
+    row1 = next(line.split() for line in matrix if line.startswith("1 "))
+    assert row1 == ["1", "through", "cutoff"]

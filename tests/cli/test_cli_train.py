@@ -1,0 +1,114 @@
+"""The README's promises, run as a user would: train from the command line, kill, resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _train(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "dcl_search", "train", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+@pytest.mark.parametrize("graph", ["dml:2", "independent"])
+def test_presets_reach_90_percent_on_digits_within_two_minutes(graph: str, tmp_path: Path) -> None:
+    started = time.perf_counter()
+    result = _train(
+        graph,
+        "--dataset",
+        "digits",
+        "--recipe",
+        str(REPO / "trainers/demo.yaml"),
+        "--out",
+        "run",
+        cwd=tmp_path,
+    )
+    wall = time.perf_counter() - started
+    assert result.returncode == 0, result.stderr
+    summary = json.loads((tmp_path / "run/summary.json").read_text())
+    assert summary["val"]["acc_node0"] >= 0.90
+    assert wall <= 120, f"{graph} took {wall:.0f} s"
+    assert summary["epochs"] == 30 and summary["dataset"]["name"] == "digits"
+    metrics = pd.read_csv(tmp_path / "run/metrics.csv")
+    nodes = 2 if graph.startswith("dml") else 1
+    expected = [
+        "epoch",
+        *[f"acc_node{i}" for i in range(nodes)],
+        "acc_ensemble",
+        *[f"loss_node{i}" for i in range(nodes)],
+        "lr",
+        "seconds",
+    ]
+    assert list(metrics.columns) == expected
+    assert metrics["epoch"].tolist() == list(range(1, 31))
+    assert metrics["acc_node0"].iloc[-1] == pytest.approx(summary["val"]["acc_node0"])
+    assert "acc %" in result.stdout and "ensemble" in result.stdout
+
+
+def test_a_killed_run_resumes_from_the_last_finished_epoch(tmp_path: Path) -> None:
+    command = [
+        sys.executable,
+        "-m",
+        "dcl_search",
+        "train",
+        "dml:2",
+        "--dataset",
+        "digits",
+        "--epochs",
+        "12",
+        "--out",
+        "run",
+    ]
+    process = subprocess.Popen(
+        command,
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    metrics = tmp_path / "run/metrics.csv"
+    deadline = time.time() + 180
+    while time.time() < deadline and (not metrics.exists() or len(pd.read_csv(metrics)) < 3):
+        time.sleep(0.2)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    finished = len(pd.read_csv(metrics))
+    assert 3 <= finished < 12, "the run must be killed mid-way for this test to mean anything"
+    assert not (tmp_path / "run/summary.json").exists()
+
+    result = _train("dml:2", "--dataset", "digits", "--epochs", "12", "--out", "run", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    resumed = [line for line in result.stderr.splitlines() if line.startswith("resuming")]
+    # the checkpoint is written before metrics.csv, so it is at least as far along
+    assert resumed and int(resumed[0].rsplit(" ", 1)[1]) >= finished
+    epochs = pd.read_csv(metrics)["epoch"].tolist()
+    assert epochs == list(range(1, 13))
+    assert json.loads((tmp_path / "run/summary.json").read_text())["epochs"] == 12
+
+
+def test_a_changed_setting_is_not_resumed_into_the_same_folder(tmp_path: Path) -> None:
+    assert (
+        _train("independent:tiny_cnn", "--epochs", "1", "--out", "run", cwd=tmp_path).returncode
+        == 0
+    )
+    result = _train(
+        "independent:tiny_cnn", "--epochs", "1", "--seed", "5", "--out", "run", cwd=tmp_path
+    )
+    assert result.returncode == 2
+    assert "belongs to another run (its seed differ)" in result.stderr

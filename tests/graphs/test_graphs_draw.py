@@ -1,0 +1,94 @@
+"""``draw_graph`` writes a readable PNG; the label texts are checked exactly."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from matplotlib.image import imread
+
+from dcl_search.cli import main
+from dcl_search.graphs import draw_graph, graph_hash, preset_graph
+from dcl_search.graphs._draw import (
+    FROZEN_COLOR,
+    TARGET_COLOR,
+    TRAINED_COLOR,
+    _caption,
+    _edge_labels,
+    _node_label,
+)
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+# A node's fill covers thousands of pixels; anti-aliased black text on white also passes
+# through every grey, so "absent" means fewer pixels than a fraction of one node.
+NODE_PIXELS = 3000
+ABSENT = 1000  # dml:5 has ~700 text pixels within tolerance of the frozen grey
+
+
+def _pixels_of(image: np.ndarray, color: str, tolerance: float = 0.02) -> int:
+    rgb = np.array([int(color[i : i + 2], 16) / 255 for i in (1, 3, 5)])
+    return int((np.abs(image[..., :3] - rgb).max(axis=-1) <= tolerance).sum())
+
+
+def _draw(spec: str, path: Path) -> np.ndarray:
+    written = draw_graph(preset_graph(spec), path)
+    assert written == path
+    assert path.read_bytes()[:8] == PNG_SIGNATURE
+    image = imread(path)
+    assert image.shape[0] > 200 and image.shape[1] > 200
+    return image
+
+
+def test_kd_picture_shows_the_target_and_the_frozen_teacher(tmp_path: Path) -> None:
+    image = _draw("kd", tmp_path / "deep" / "er" / "kd.png")  # parent folders are created
+    assert _pixels_of(image, TARGET_COLOR) > NODE_PIXELS
+    assert _pixels_of(image, FROZEN_COLOR) > NODE_PIXELS
+    assert _pixels_of(image, TRAINED_COLOR) < ABSENT  # kd has no trained helper
+
+
+def test_independent_picture_has_no_frozen_node(tmp_path: Path) -> None:
+    image = _draw("independent", tmp_path / "independent.png")
+    assert _pixels_of(image, TARGET_COLOR) > NODE_PIXELS
+    assert _pixels_of(image, FROZEN_COLOR) < ABSENT
+
+
+def test_dml_picture_colours_trained_nodes(tmp_path: Path) -> None:
+    image = _draw("dml:3", tmp_path / "dml3.png")
+    assert _pixels_of(image, TRAINED_COLOR) > 2 * NODE_PIXELS
+    assert _pixels_of(image, FROZEN_COLOR) < ABSENT
+
+
+def test_kd_labels() -> None:
+    graph = preset_graph("kd")
+    assert _node_label(graph, 0) == "0: resnet32\nself: through"
+    assert _node_label(graph, 1) == "1: resnet110*\nself: cutoff"
+    assert _edge_labels(graph) == {(1, 0): "through"}
+
+
+def test_edge_labels_skip_self_loops_and_explicit_cutoff() -> None:
+    graph = preset_graph("dml:3")
+    graph.edges[2, 1]["gate"] = "cutoff"
+    graph.edges[1, 0]["gate"] = "linear"
+    assert _edge_labels(graph) == {
+        (0, 1): "through",
+        (0, 2): "through",
+        (1, 0): "linear",
+        (1, 2): "through",
+        (2, 0): "through",
+    }
+
+
+def test_caption_names_the_graph_and_its_hash() -> None:
+    graph = preset_graph("kd")
+    line = f"graph kd:resnet32,resnet110 (hash {graph_hash(graph)})"
+    assert _caption(graph, None) == line
+    assert _caption(graph, "teacher to student") == f"teacher to student\n{line}"
+
+
+def test_show_png_writes_the_picture(tmp_path: Path, capsys) -> None:
+    path = tmp_path / "pictures" / "kd.png"
+    assert main(["show", "kd", "--png", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "gates (row = source" in out
+    assert out.strip().splitlines()[-1] == f"wrote {path}"
+    assert path.read_bytes()[:8] == PNG_SIGNATURE

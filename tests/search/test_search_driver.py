@@ -1,0 +1,221 @@
+"""Real searches (Ray Tune + Optuna, no mocks) on the embedded digits with tiny models.
+
+Each search runs the CLI in a subprocess, as a user does; Ray starts and stops with it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import networkx as nx
+import optuna
+import pandas as pd
+import pytest
+
+from dcl_search.graphs import read_graph
+from dcl_search.search import trial_table
+
+TINY_SPACE = """\
+nodes: 2
+target_model: mlp
+models: [mlp, tiny_cnn]
+edge_gates: [through, cutoff, linear, correct]
+self_loop_gates: [through, cutoff, linear, correct]
+allow_frozen: false
+"""
+
+ONE_GRAPH_SPACE = """\
+nodes: 2
+target_model: mlp
+models: [mlp]
+edge_gates: [through]
+self_loop_gates: [through]
+"""
+
+EPOCHS = 6
+
+
+def search_command(tmp: Path, space: str, *extra: str) -> list[str]:
+    space_file = tmp / "space.yaml"
+    space_file.write_text(space)
+    return [
+        sys.executable,
+        "-m",
+        "dcl_search",
+        "search",
+        "--dataset",
+        "digits",
+        "--space",
+        str(space_file),
+        "--epochs",
+        str(EPOCHS),
+        "--storage",
+        str(tmp / "results"),
+        "--name",
+        "run",
+        *extra,
+    ]
+
+
+def run_cli(command: list[str], cwd: Path, timeout: int = 400) -> subprocess.CompletedProcess:
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
+    result = subprocess.run(
+        command, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+@pytest.fixture(scope="module")
+def tiny_search(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
+    """One 10-trial search shared by the tests that read its results."""
+    tmp = tmp_path_factory.mktemp("search")
+    command = search_command(
+        tmp, TINY_SPACE, "--samples", "10", "--sampler", "random", "--top", "3"
+    )
+    return tmp / "results/run", run_cli(command, tmp)
+
+
+def test_search_completes_and_asha_stops_trials_early(tiny_search) -> None:
+    run_dir, result = tiny_search
+    table = trial_table(run_dir)
+    assert len(table) == 10
+    assert (table["status"] == "pruned").sum() >= 1, table
+    assert (table["status"] == "complete").sum() >= 1, table
+    assert set(table.loc[table["status"] == "pruned", "epochs"]) <= set(range(1, EPOCHS))
+    assert "10 trials" in result.stdout and "stopped early by ASHA" in result.stdout
+
+
+def test_stopped_trials_are_pruned_in_the_optuna_study(tiny_search) -> None:
+    run_dir, _ = tiny_search
+    study = optuna.load_study(study_name="run", storage=f"sqlite:///{run_dir / 'optuna.db'}")
+    states = pd.Series([t.state.name for t in study.trials]).value_counts().to_dict()
+    table = trial_table(run_dir)
+    assert states.get("PRUNED", 0) == (table["status"] == "pruned").sum()
+    assert states.get("COMPLETE", 0) == (table["status"] == "complete").sum()
+    for trial in study.trials:  # TPE ranks pruned trials by their intermediate values
+        last = max(trial.intermediate_values)
+        assert trial.intermediate_values.keys() == set(range(1, last + 1))
+        assert (last == EPOCHS) == (trial.state.name == "COMPLETE")
+
+
+def test_every_epoch_reports_per_node_metrics(tiny_search) -> None:
+    run_dir, _ = tiny_search
+    sizes = set()
+    for trial_dir in run_dir.glob("trial_*"):
+        rows = [json.loads(line) for line in (trial_dir / "result.json").read_text().splitlines()]
+        assert [r["epoch"] for r in rows] == list(range(1, len(rows) + 1))
+        last = rows[-1]
+        nodes = last[
+            "num_nodes"
+        ]  # of the canonical graph: nodes that cannot teach node 0 are dropped
+        sizes.add(nodes)
+        expected = {f"acc_node{i}" for i in range(nodes)} | {f"loss_node{i}" for i in range(nodes)}
+        assert expected | {"acc_ensemble", "graph_hash", "trained_epochs", "reused_epochs"} <= set(
+            last
+        )
+        assert f"acc_node{nodes}" not in last and len(last["graph_hash"]) == 16
+        assert last["num_nodes"] <= last["sampled_nodes"] == 2
+    assert 2 in sizes
+
+
+def test_leaderboard_has_one_row_per_trial(tiny_search) -> None:
+    run_dir, _ = tiny_search
+    board = pd.read_csv(run_dir / "export/leaderboard.csv")
+    assert len(board) == 10 and board["trial"].is_unique
+    assert {"graph_hash", "models", "gates", "epochs", "acc_node0", "acc_node1", "status"} <= set(
+        board.columns
+    )
+    complete = board[board["status"] == "complete"]
+    assert board.iloc[0]["acc_node0"] == complete["acc_node0"].max()
+
+
+def test_exported_graphs_load_in_networkx_and_train(tiny_search, tmp_path: Path) -> None:
+    run_dir, _ = tiny_search
+    exported = sorted((run_dir / "export").glob("rank*.json"))
+    assert len(exported) == 3 and all(
+        p.with_suffix(".png").read_bytes()[:4] == b"\x89PNG" for p in exported
+    )
+    data = json.loads(exported[0].read_text())
+    graph = nx.node_link_graph(data, edges="edges")
+    assert graph.nodes[0]["model"] == "mlp" and data["graph"]["search"]["rank"] == 1
+    assert read_graph(exported[0]).number_of_nodes() == graph.number_of_nodes()
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "dcl_search",
+            "train",
+            str(exported[0]),
+            "--epochs",
+            "2",
+            "--out",
+            str(tmp_path / "t"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads((tmp_path / "t/summary.json").read_text())["epochs"] == 2
+
+
+def test_a_duplicate_graph_is_not_trained_twice(tmp_path: Path) -> None:
+    # The space holds exactly one graph, so every trial after the first is a duplicate.
+    run_cli(
+        search_command(tmp_path, ONE_GRAPH_SPACE, "--samples", "4", "--grace-period", str(EPOCHS)),
+        tmp_path,
+    )
+    table = trial_table(tmp_path / "results/run")
+    assert len(table) == 4 and table["key"].nunique() == 1
+    assert table["trained_epochs"].sum() == EPOCHS, table[
+        ["trial", "trained_epochs", "reused_epochs"]
+    ]
+    assert (table["reused_epochs"] == EPOCHS).sum() == 3
+    assert len(list((tmp_path / "results/run/graphs").iterdir())) == 1
+
+
+def _ended_trials(log: Path) -> list[str]:
+    """Trial ids the driver printed as ended ("[k/N] <id> done|stopped ...")."""
+    if not log.exists():
+        return []
+    return [line.split()[1] for line in log.read_text().splitlines() if line.startswith("[")]
+
+
+def test_a_killed_search_resumes_without_losing_or_retraining_trials(tmp_path: Path) -> None:
+    command = search_command(
+        tmp_path, TINY_SPACE, "--samples", "12", "--sampler", "random", "--concurrency", "1"
+    )
+    log = tmp_path / "driver.log"
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
+    with log.open("w") as handle:
+        process = subprocess.Popen(
+            command, cwd=tmp_path, stdout=handle, stderr=handle, env=env, start_new_session=True
+        )
+    deadline = time.time() + 300
+    while time.time() < deadline and len(_ended_trials(log)) < 4 and process.poll() is None:
+        time.sleep(0.2)
+    os.killpg(process.pid, signal.SIGKILL)  # the driver and the Ray processes it started
+    process.wait()
+    ended = _ended_trials(log)
+    assert 4 <= len(ended) < 12, log.read_text()[-2000:]
+    run_dir = tmp_path / "results/run"
+    before = {t: (run_dir / f"trial_{t}/result.json").read_text() for t in ended}
+
+    result = run_cli(
+        [sys.executable, "-m", "dcl_search", "search", "--resume", str(run_dir)], tmp_path
+    )
+    table = trial_table(run_dir)
+    assert len(table) == 12, table[["trial", "status", "epochs"]]
+    assert set(ended) <= set(table["trial"])
+    for trial, text in before.items():  # neither lost nor trained again
+        assert (run_dir / f"trial_{trial}/result.json").read_text() == text
+    study = optuna.load_study(study_name="run", storage=f"sqlite:///{run_dir / 'optuna.db'}")
+    assert not [t for t in study.trials if t.state.name == "RUNNING"]
+    assert "12 trials" in result.stdout
