@@ -5,12 +5,21 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from dcl_search._config import from_mapping, load_yaml
 from dcl_search._errors import RecipeError
+
+
+def _check_finite(config: object, names: tuple[str, ...]) -> None:
+    # NaN passes every "<= 0" check, and YAML or a user can write "nan" or ".inf"
+    for name in names:
+        value = getattr(config, name)
+        if not math.isfinite(value):
+            raise RecipeError(f"{name} is {value}, but must be a finite number")
 
 
 @dataclass(frozen=True)
@@ -24,6 +33,7 @@ class OptimizerConfig:
     weight_decay: float = 5e-4
 
     def __post_init__(self) -> None:
+        _check_finite(self, ("lr", "momentum", "weight_decay"))
         if self.lr <= 0:
             raise RecipeError(f"lr is {self.lr}, but must be > 0")
         if not 0 <= self.momentum < 1:
@@ -80,6 +90,7 @@ class Recipe:
     eval_batch_size: int = 1024
 
     def __post_init__(self) -> None:
+        _check_finite(self, ("temperature",))
         for name in ("epochs", "batch_size", "eval_batch_size"):
             if getattr(self, name) < 1:
                 raise RecipeError(f"{name} is {getattr(self, name)}, but must be >= 1")
@@ -109,8 +120,6 @@ def load_recipe(path: str | Path) -> Recipe:
 
 def learning_rate(recipe: Recipe, epoch: float) -> float:
     """The learning rate at (fractional) ``epoch`` counted from 0, per the recipe's schedule."""
-    import math
-
     base, schedule = recipe.optimizer.lr, recipe.schedule
     if schedule.warmup_epochs and epoch < schedule.warmup_epochs:
         return base * (epoch + 1) / (schedule.warmup_epochs + 1)

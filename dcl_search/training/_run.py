@@ -123,6 +123,7 @@ def train_run(
             on_epoch(metrics)
     if not trainer.history:
         raise TrainingError(f"{out}: no epoch was trained")
+    write_metrics(trainer.history, out / METRICS)  # complete even if a crash cut the last write
     started = time.perf_counter()
     val, test = trainer.evaluate("val"), trainer.evaluate("test")
     trainer.save_weights(out / WEIGHTS)

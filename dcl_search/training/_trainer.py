@@ -291,8 +291,13 @@ class CollaborativeTrainer:
             "history": [m.__dict__ for m in self.history],
         }
 
-    def load_state_dict(self, state: dict[str, Any], source: str = "checkpoint") -> None:
-        if state.get("format") != CHECKPOINT_FORMAT or state.get("version") != CHECKPOINT_VERSION:
+    def load_state_dict(self, state: Any, source: str = "checkpoint") -> None:
+        if (
+            not isinstance(state, dict)
+            or state.get("format") != CHECKPOINT_FORMAT
+            or state.get("version") != CHECKPOINT_VERSION
+            or not isinstance(state.get("identity"), dict)
+        ):
             raise TrainingError(
                 f"{source}: not a dcl-search checkpoint of version {CHECKPOINT_VERSION}"
             )
@@ -300,7 +305,7 @@ class CollaborativeTrainer:
         differing = [key for key in mine if mine[key] != theirs.get(key)]
         if differing:
             raise TrainingError(
-                f"{source} belongs to another run (its {', '.join(differing)} differ); "
+                f"{source} belongs to another run (these settings differ: {', '.join(differing)}); "
                 "use another output directory or the same settings"
             )
         for model, weights in zip(self.models, state["models"], strict=True):
