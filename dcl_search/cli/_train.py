@@ -77,18 +77,25 @@ def run(args: argparse.Namespace) -> int:
         f"{recipe.epochs} epochs, seed {args.seed}, device {args.device}; writing {out}",
         file=sys.stderr,
     )
-    bar = tqdm(
-        total=recipe.epochs, unit="epoch", file=sys.stderr, dynamic_ncols=True, mininterval=0.5
-    )
+    bars: list[tqdm] = []  # made once the resumed epoch is known, so messages keep their own line
 
     def on_start(trainer) -> None:
         if trainer.epoch:
             print(f"resuming {out} after epoch {trainer.epoch}", file=sys.stderr)
-            bar.update(trainer.epoch)
+        bars.append(
+            tqdm(
+                total=recipe.epochs,
+                initial=trainer.epoch,
+                unit="epoch",
+                file=sys.stderr,
+                dynamic_ncols=True,
+                mininterval=0.5,
+            )
+        )
 
     def on_epoch(metrics) -> None:
-        bar.update(1)
-        bar.set_postfix(
+        bars[0].update(1)
+        bars[0].set_postfix(
             acc_node0=f"{100 * metrics.val_acc[0]:.2f}%",
             ensemble=f"{100 * metrics.val_acc_ensemble:.2f}%",
         )
@@ -106,7 +113,8 @@ def run(args: argparse.Namespace) -> int:
             on_start=on_start,
         )
     finally:
-        bar.close()
+        for bar in bars:
+            bar.close()
     print(accuracy_table(graph, result.val, result.test).to_string(float_format="%.2f"))
     print(
         f"wrote {out}/ (graph.json, metrics.csv, summary.json, weights/) in {result.summary['wall_time_s']:.1f} s of training"

@@ -17,6 +17,7 @@ from pathlib import Path
 import networkx as nx
 import pandas as pd
 
+from dcl_search._errors import DCLSearchError
 from dcl_search.datasets import DatasetSplits, load_dataset
 from dcl_search.graphs import graph_hash, preset_graph
 from dcl_search.search._results import describe_models
@@ -111,6 +112,7 @@ def train_candidates(
     import ray
 
     device = "cuda" if gpus_per_run > 0 else "cpu"
+    # max_retries covers crashed workers; an exception of ours is deterministic and not retried
     task = ray.remote(num_cpus=cpus_per_run, num_gpus=gpus_per_run, max_retries=2)(_train_one)
     pending = {}
     for candidate in candidates:
@@ -132,7 +134,7 @@ def train_candidates(
     while pending:
         done, _ = ray.wait(list(pending), num_returns=1)
         candidate, seed = pending.pop(done[0])
-        metrics = ray.get(done[0])
+        metrics = _result(done[0], list(pending))
         log(
             f"  {candidate.label} seed {seed}: node 0 val {100 * metrics['val_acc_node0']:.2f}% "
             f"({len(rows) + 1}/{len(rows) + 1 + len(pending)})"
@@ -148,6 +150,22 @@ def train_candidates(
             }
         )
     return pd.DataFrame(rows)
+
+
+def _result(ref, others: list) -> dict:
+    """The task's metrics; a failed run cancels the rest and re-raises the user's error as is."""
+    import ray
+    from ray.exceptions import RayTaskError
+
+    try:
+        return ray.get(ref)
+    except RayTaskError as error:
+        for other in others:
+            ray.cancel(other, force=True)
+        cause = getattr(error, "cause", None)
+        if isinstance(cause, DCLSearchError):
+            raise cause from None
+        raise
 
 
 def summarize(runs: pd.DataFrame) -> pd.DataFrame:

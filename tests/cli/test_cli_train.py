@@ -111,4 +111,4 @@ def test_a_changed_setting_is_not_resumed_into_the_same_folder(tmp_path: Path) -
         "independent:tiny_cnn", "--epochs", "1", "--seed", "5", "--out", "run", cwd=tmp_path
     )
     assert result.returncode == 2
-    assert "belongs to another run (its seed differ)" in result.stderr
+    assert "belongs to another run (these settings differ: seed)" in result.stderr

@@ -63,8 +63,10 @@ def search_command(tmp: Path, space: str, *extra: str) -> list[str]:
     ]
 
 
-def run_cli(command: list[str], cwd: Path, timeout: int = 400) -> subprocess.CompletedProcess:
-    env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
+def run_cli(
+    command: list[str], cwd: Path, timeout: int = 400, home: Path | None = None
+) -> subprocess.CompletedProcess:
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled", **({"HOME": str(home)} if home else {})}
     result = subprocess.run(
         command, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env
     )

@@ -1,0 +1,159 @@
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from dcl_search.graphs import preset_graph, write_graph
+from dcl_search.search import baselines, format_summary, summarize, without_checkpoints
+
+
+def _runs() -> pd.DataFrame:
+    rows = []
+    for label, vals in {
+        "independent": [0.90, 0.92],
+        "dml:2": [0.93, 0.95],
+        "rank1-abc": [0.96, 0.94],
+    }.items():
+        for seed, v in zip((1000, 1001), vals, strict=True):
+            rows.append(
+                {
+                    "label": label,
+                    "graph_hash": label,
+                    "num_nodes": 2,
+                    "models": "m",
+                    "seed": seed,
+                    "val_acc_node0": v,
+                    "test_acc_node0": v - 0.01,
+                    "val_acc_ensemble": v,
+                    "test_acc_ensemble": v,
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def test_summary_ranks_by_validation_mean_and_gives_the_gain() -> None:
+    table = summarize(_runs())
+    assert table["label"].tolist() == ["rank1-abc", "dml:2", "independent"]
+    assert table.loc[0, "val_mean"] == pytest.approx(0.95)
+    assert table.loc[0, "val_std"] == pytest.approx(np.std([0.96, 0.94], ddof=1))
+    assert table.loc[0, "test_mean"] == pytest.approx(0.94)
+    assert table["val_gain"].tolist() == pytest.approx([0.04, 0.03, 0.0])
+    text = format_summary(table)
+    assert (
+        "95.00 ± 1.41" in text
+        and "+4.00" in text
+        and text.splitlines()[1].split()[:2] == ["1", "rank1-abc"]
+    )
+
+
+def test_baselines_follow_the_target_and_the_graph_size() -> None:
+    graph = preset_graph("kd:resnet20,resnet56")
+    labels = [
+        (c.label, c.graph.number_of_nodes(), c.graph.nodes[0]["model"]) for c in baselines(graph)
+    ]
+    assert labels == [("independent", 1, "resnet20"), ("dml:2", 2, "resnet20")]
+
+
+def test_transfer_drops_checkpoints_of_the_old_dataset() -> None:
+    graph = preset_graph("kd:tiny_cnn,mlp")
+    graph.nodes[1]["checkpoint"] = "/old/node0.pt"
+    assert "checkpoint" not in without_checkpoints(graph).nodes[1]
+    assert graph.nodes[1]["checkpoint"] == "/old/node0.pt"  # the input is left alone
+
+
+def _imagefolder(root: Path, classes: int = 3, per_class: int = 40) -> None:
+    rng = np.random.default_rng(0)
+    for split in ("train", "test"):
+        for c in range(classes):
+            folder = root / split / f"class{c}"
+            folder.mkdir(parents=True)
+            for i in range(per_class):
+                pixels = rng.integers(0, 60, (8, 8, 3), dtype=np.uint8)
+                pixels[:, c * 2 : c * 2 + 3] = 230  # a class-specific bright band: learnable
+                Image.fromarray(pixels).save(folder / f"{i}.png")
+
+
+def test_transfer_trains_a_graph_and_the_baselines_on_another_dataset(tmp_path: Path) -> None:
+    _imagefolder(tmp_path / "data")
+    graph_file = write_graph(preset_graph("kd:tiny_cnn,mlp"), tmp_path / "found.json")
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "dcl_search",
+            "transfer",
+            str(graph_file),
+            "--dataset",
+            "imagefolder",
+            "--data-dir",
+            str(tmp_path / "data"),
+            "--recipe",
+            "demo",
+            "--epochs",
+            "3",
+            "--seeds",
+            "2",
+            "--val-fraction",
+            "0.2",
+            "--out",
+            str(tmp_path / "out"),
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=400,
+        env={**os.environ, "RAY_AUTH_MODE": "disabled"},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = pd.read_csv(tmp_path / "out/summary.csv")
+    assert sorted(summary["label"]) == ["dml:2", "found", "independent"]
+    assert (summary["seeds"] == 2).all()
+    runs = pd.read_csv(tmp_path / "out/runs.csv")
+    assert sorted(runs["seed"].unique()) == [1000, 1001] and len(runs) == 6
+    assert "val gain vs independent" in result.stdout
+    teachers = list((tmp_path / "out/pretrained").glob("imagefolder-mlp-*.pt"))
+    assert len(teachers) == 1, (
+        "the frozen teacher is pre-trained once on the new dataset and reused"
+    )
+
+
+def test_a_run_that_cannot_train_is_one_line_not_a_ray_traceback(tmp_path: Path) -> None:
+    _imagefolder(tmp_path / "data", per_class=10)  # 27 training images after the 10% split
+    graph_file = write_graph(preset_graph("independent:mlp"), tmp_path / "g.json")
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "dcl_search",
+            "transfer",
+            str(graph_file),
+            "--dataset",
+            "imagefolder",
+            "--data-dir",
+            str(tmp_path / "data"),
+            "--epochs",
+            "1",
+            "--seeds",
+            "2",
+            "--out",
+            str(tmp_path / "out"),
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=400,
+        env={**os.environ, "RAY_AUTH_MODE": "disabled"},
+    )
+    assert result.returncode == 2
+    errors = [line for line in result.stderr.splitlines() if "error" in line.lower()]
+    assert errors == [
+        "dcl-search: error: the training split has 27 images, fewer than one batch of 64"
+    ], result.stderr
+    assert "Traceback" not in result.stderr
