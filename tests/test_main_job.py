@@ -1,0 +1,43 @@
+"""The README's first command, run as a new user would (after the install), within its promise."""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_readme_main_job_finishes_within_ten_minutes_with_the_comparison_table(
+    tmp_path: Path,
+) -> None:
+    command = re.findall(r"```bash\n(.*?)\n```", (REPO / "README.md").read_text(), re.S)[0]
+    install, _, job = command.partition(" && ")
+    assert install == "pip install -e ." and job.startswith("dcl-search ")
+    args = shlex.split(job)[1:]
+    started = time.perf_counter()
+    result = subprocess.run(
+        [sys.executable, "-m", "dcl_search", *args],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "RAY_AUTH_MODE": "disabled"},
+    )
+    wall = time.perf_counter() - started
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert wall <= 600
+    out = result.stdout
+    assert re.search(r"search digits-demo-\S+: 32 trials in \d+ s", out)
+    table = out[out.index("val gain vs independent") :].splitlines()
+    labels = [line.split()[1] for line in table[1:] if line.split() and line.split()[0].isdigit()]
+    assert {"independent", "dml:3"} <= set(labels) and sum(
+        label.startswith("rank") for label in labels
+    ) == 3
+    exported = list((tmp_path / "results").glob("digits-demo-*/export/rank*.png"))
+    assert len(exported) == 5
