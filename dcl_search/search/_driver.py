@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 
 from dcl_search.search._settings import SearchError, SearchSettings
-from dcl_search.search._store import GraphStore
+from dcl_search.search._store import GraphStore, record_ended
 
 METRIC = "acc_node0"
 OPTUNA_DB = "optuna.db"
@@ -54,15 +54,19 @@ def _trial_dirname(trial) -> str:
 def _callbacks(settings: SearchSettings, log: Callable[[str], None]) -> list:
     from ray import tune
 
+    from dcl_search.search._state_backup import StateBackup
+
     store = GraphStore(settings.run_dir / "graphs")
 
     class ReleaseLocks(tune.Callback):
         """ASHA stops a trial by killing it, so its graph lock is freed here, on the driver."""
 
         def on_trial_complete(self, iteration, trials, trial, **info):
+            record_ended(settings.run_dir, trial.trial_id, trial.last_result or {})
             store.release_all_of(trial.trial_id)
 
         def on_trial_error(self, iteration, trials, trial, **info):
+            record_ended(settings.run_dir, trial.trial_id, trial.last_result or {})
             store.release_all_of(trial.trial_id)
 
     class Progress(tune.Callback):
@@ -99,7 +103,7 @@ def _callbacks(settings: SearchSettings, log: Callable[[str], None]) -> list:
         def on_trial_error(self, iteration, trials, trial, **info):
             self._line(trial, "FAILED")
 
-    return [ReleaseLocks(), Progress()]
+    return [ReleaseLocks(), Progress(), StateBackup(str(settings.run_dir))]
 
 
 def _searcher(settings: SearchSettings):
@@ -167,7 +171,14 @@ def _new_tuner(settings: SearchSettings, log: Callable[[str], None]):
 def _restored_tuner(settings: SearchSettings):
     from ray import tune
 
+    from dcl_search.search._state_backup import repair_state
+
     path = str(settings.run_dir)
+    if repair_state(settings.run_dir):
+        print(
+            f"{path}: the last saved search state was cut short; resuming from the one before",
+            file=sys.stderr,
+        )
     if not tune.Tuner.can_restore(path):
         raise SearchError(f"{path}: no Tune experiment state to resume from")
     try:

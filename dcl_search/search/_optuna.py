@@ -8,6 +8,7 @@ is told as PRUNED: TPE then ranks it by its intermediate values, as Optuna's own
 from __future__ import annotations
 
 import logging
+import warnings
 from typing import Any
 
 import optuna
@@ -49,7 +50,9 @@ class PrunedAwareOptunaSearch(OptunaSearch):
         if epoch is not None and result.get(self.metric) is not None:
             # Tune hands the last result to on_trial_complete only: without this report a trial
             # stopped at its first rung would reach Optuna with no value at all.
-            self._ot_trials[trial_id].report(result[self.metric], int(epoch))
+            with warnings.catch_warnings():  # a resumed trial may replay an epoch already told
+                warnings.simplefilter("ignore", UserWarning)
+                self._ot_trials[trial_id].report(result[self.metric], int(epoch))
         if epoch is None or epoch >= self.max_epochs:
             super().on_trial_complete(trial_id, result, error)
             return

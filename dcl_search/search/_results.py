@@ -10,7 +10,8 @@ import pandas as pd
 
 from dcl_search.graphs import gate_of, read_graph
 from dcl_search.search._settings import SearchError, SearchSettings
-from dcl_search.search._store import GRAPH
+from dcl_search.search._state_backup import known_trials
+from dcl_search.search._store import GRAPH, ended_results
 
 STATUS_COMPLETE = "complete"  # trained to the recipe's last epoch
 STATUS_PRUNED = "pruned"  # stopped early by ASHA (or the search ended before it finished)
@@ -43,8 +44,12 @@ def trial_table(run_dir: str | Path) -> pd.DataFrame:
     run_dir = Path(run_dir)
     settings = SearchSettings.load(run_dir)
     rows = []
+    known = known_trials(run_dir)
+    ended = ended_results(run_dir)
     for trial_dir in sorted(run_dir.glob("trial_*")):
-        result = _last_result(trial_dir)
+        if known is not None and trial_dir.name.removeprefix("trial_") not in known:
+            continue  # started just before a killed driver's last save, then run again as another
+        result = ended.get(trial_dir.name.removeprefix("trial_")) or _last_result(trial_dir)
         errored = (trial_dir / "error.txt").exists() or (trial_dir / "error.pkl").exists()
         if not result and not errored:
             # started, then killed with the driver before its first epoch: Tune's saved state never

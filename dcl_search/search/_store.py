@@ -78,3 +78,32 @@ class GraphStore:
         if self.root.is_dir():
             for lock in self.root.glob(f"*/{LOCK}"):
                 lock.unlink(missing_ok=True)
+
+
+ENDED = "ended_trials.jsonl"
+
+
+def record_ended(run_dir: str | Path, trial_id: str, result: dict[str, Any]) -> None:
+    """Durably notes that a trial ended, with its last result (Tune's own result.json may
+    still be unflushed when a driver is killed)."""
+    flat = {k: v for k, v in result.items() if isinstance(v, (int, float, str, bool)) or v is None}
+    with open(Path(run_dir) / ENDED, "a", encoding="utf-8") as handle:
+        handle.write(json.dumps({"trial": trial_id, "result": flat}) + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def ended_results(run_dir: str | Path) -> dict[str, dict[str, Any]]:
+    """Trial id → its last result, for every trial the driver saw end."""
+    try:
+        lines = (Path(run_dir) / ENDED).read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        return {}
+    ended = {}
+    for line in lines:
+        try:
+            entry = json.loads(line)
+        except json.JSONDecodeError:  # the line being written when the driver was killed
+            continue
+        ended[entry["trial"]] = entry["result"]
+    return ended

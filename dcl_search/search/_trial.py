@@ -23,7 +23,7 @@ from dcl_search.datasets import DatasetSplits, load_dataset
 from dcl_search.graphs import canonical_graph, graph_hash, write_graph
 from dcl_search.search._settings import SearchSettings
 from dcl_search.search._space import apply_hyperparameters, config_to_graph
-from dcl_search.search._store import GRAPH, GraphStore
+from dcl_search.search._store import GRAPH, GraphStore, ended_results
 from dcl_search.training import CollaborativeTrainer, Recipe, resolve_frozen_checkpoints
 
 POLL_SECONDS = 0.5
@@ -132,6 +132,9 @@ def run_trial(config: dict[str, Any], settings: SearchSettings) -> None:
     if not (store.folder(key) / GRAPH).exists():
         write_graph(graph, store.folder(key) / GRAPH)
     trial_id = tune.get_context().get_trial_id()
+    if trial_id in ended_results(settings.run_dir):
+        # ended before the driver was killed, but after Tune's last saved state: nothing to do
+        return
     import ray
 
     reporter = _Reporter(

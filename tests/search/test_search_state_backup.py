@@ -1,0 +1,45 @@
+from __future__ import annotations
+
+import json
+import pickle
+from pathlib import Path
+
+from dcl_search.search._state_backup import BACKUP, known_trials, repair_state
+from dcl_search.search._store import ended_results, record_ended
+
+SESSION = "2026-01-01_00-00-00"
+
+
+def _state(folder: Path, trials: list[str]) -> None:
+    data = {"trial_data": [[json.dumps({"trial_id": t}), "x"] for t in trials]}
+    (folder / f"experiment_state-{SESSION}.json").write_text(json.dumps(data))
+    (folder / f"searcher-state-{SESSION}.pkl").write_bytes(pickle.dumps({"s": 1}))
+    (folder / f"search_gen_state-{SESSION}.json").write_bytes(pickle.dumps({"counter": 2}))
+
+
+def test_a_torn_state_is_replaced_by_the_backup(tmp_path: Path) -> None:
+    (tmp_path / BACKUP).mkdir()
+    _state(tmp_path / BACKUP, ["a", "b"])
+    _state(tmp_path, ["a", "b", "c"])
+    (tmp_path / f"experiment_state-{SESSION}.json").write_text("")  # killed mid-write
+    assert repair_state(tmp_path) is True
+    assert known_trials(tmp_path) == {"a", "b"}
+
+
+def test_an_intact_state_is_left_alone_but_deleted_checkpoints_come_back(tmp_path: Path) -> None:
+    _state(tmp_path, ["a"])
+    (tmp_path / "trial_a/checkpoint_000002").mkdir(parents=True)
+    assert repair_state(tmp_path) is False
+    assert known_trials(tmp_path) == {"a"}
+    for index in (0, 1):  # Ray kept only the newest; an older saved state may name these
+        progress = json.loads(
+            (tmp_path / f"trial_a/checkpoint_{index:06d}/progress.json").read_text()
+        )
+        assert progress == {"reported": index + 1}
+
+
+def test_ended_ledger_keeps_last_results_and_survives_a_torn_line(tmp_path: Path) -> None:
+    record_ended(tmp_path, "a", {"epoch": 3, "acc_node0": 0.5, "config": {"x": 1}})
+    with open(tmp_path / "ended_trials.jsonl", "a") as handle:
+        handle.write('{"trial": "b", "res')
+    assert ended_results(tmp_path) == {"a": {"epoch": 3, "acc_node0": 0.5}}
