@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import networkx as nx
 
 from dcl_search._errors import GraphError
+from dcl_search._files import write_text_atomic
 from dcl_search.graphs._schema import CUTOFF, FORMAT, VERSION
 from dcl_search.graphs._validate import graph_from_node_link
 
@@ -71,11 +70,5 @@ def read_graph(path: str | Path) -> nx.DiGraph:
 
 def write_graph(graph: nx.DiGraph, path: str | Path) -> Path:
     """Writes ``graph`` as JSON atomically (a crash never leaves half a file)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     text = json.dumps(graph_to_node_link(graph), indent=2) + "\n"
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(text)
-    os.replace(tmp, path)
-    return path
+    return write_text_atomic(path, text)

@@ -16,6 +16,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from dcl_search._files import write_text_atomic
+
 LOCK = "lock"
 ROWS = "rows.json"
 CHECKPOINT = "checkpoint.pt"
@@ -37,10 +39,7 @@ class GraphStore:
             return []
 
     def write_rows(self, key: str, rows: list[dict[str, Any]]) -> None:
-        path = self.folder(key) / ROWS
-        tmp = path.with_name(f".{ROWS}.{os.getpid()}")
-        tmp.write_text(json.dumps(rows))
-        os.replace(tmp, path)
+        write_text_atomic(self.folder(key) / ROWS, json.dumps(rows))
 
     def checkpoint(self, key: str) -> Path:
         return self.folder(key) / CHECKPOINT

@@ -2,28 +2,18 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from dcl_search._errors import TrainingError
+from dcl_search._files import write_atomic
 
 
 def atomic_torch_save(obj: Any, path: Path) -> Path:
     """``torch.save`` through a temporary file and a rename, so readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(obj, handle)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return write_atomic(path, lambda handle: torch.save(obj, handle))
 
 
 def load_frozen_weights(model: torch.nn.Module, path: Path, node: int) -> None:

@@ -7,10 +7,8 @@ epoch, and a run started again on the same folder carries on from the last finis
 from __future__ import annotations
 
 import json
-import os
 import platform
 import subprocess
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,6 +20,7 @@ import pandas as pd
 import torch
 
 from dcl_search._errors import TrainingError
+from dcl_search._files import write_text_atomic
 from dcl_search.datasets import DatasetSplits
 from dcl_search.graphs import graph_hash, write_graph
 from dcl_search.training._metrics import Accuracy, EpochMetrics
@@ -45,15 +44,8 @@ class RunResult:
     resumed_from_epoch: int
 
 
-def _write_text_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(text)
-    os.replace(tmp, path)
-
-
 def write_metrics(history: list[EpochMetrics], path: Path) -> None:
-    _write_text_atomic(path, pd.DataFrame([m.row() for m in history]).to_csv(index=False))
+    write_text_atomic(path, pd.DataFrame([m.row() for m in history]).to_csv(index=False))
 
 
 def git_revision() -> str:
@@ -147,5 +139,5 @@ def train_run(
         "wall_time_s": round(trainer.elapsed + time.perf_counter() - started, 3),
         "environment": environment(),
     }
-    _write_text_atomic(out / SUMMARY, json.dumps(summary, indent=2) + "\n")
+    write_text_atomic(out / SUMMARY, json.dumps(summary, indent=2) + "\n")
     return RunResult(out, val, test, tuple(trainer.history), summary, resumed_from)
