@@ -542,3 +542,33 @@ def test_label_noise_arguments_are_checked() -> None:
 def test_trainer_refuses_a_batch_larger_than_the_training_split(digits) -> None:
     with pytest.raises(TrainingError, match=f"{len(digits.train)} images"):
         CollaborativeTrainer(preset_graph("independent:mlp"), digits, _recipe(1, batch_size=5000))
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_fast_paths_compute_the_plain_losses_and_gradients(digits, precision: str) -> None:
+    """channels_last (and bf16 autocast) change only the speed, within rounding."""
+    recipes = {
+        layout: recipe_from_dict({"epochs": 2, "channels_last": layout, "precision": p})
+        for layout, p in (("off", "fp32"), ("on", precision))
+    }
+    graph = preset_graph("dml:2:tiny_cnn")
+    trainers = {k: CollaborativeTrainer(graph, digits, r, seed=3) for k, r in recipes.items()}
+    x = trainers["off"].normalize(digits.train.images[:64], False)
+    y = digits.train.labels[:64]
+    results = {}
+    for layout, trainer in trainers.items():
+        inputs = trainer.normalize(digits.train.images[:64], trainer.channels_last)
+        losses = trainer.loss(trainer._forward_all(inputs), y, 0.5)
+        losses.sum().backward()
+        results[layout] = (
+            losses.detach(),
+            [p.grad.clone() for m in trainer.models for p in m.parameters()],
+        )
+    assert trainers["on"].channels_last and not trainers["off"].channels_last
+    assert x.is_contiguous()
+    tolerance = 1e-4 if precision == "fp32" else 5e-2
+    assert torch.allclose(results["on"][0], results["off"][0], rtol=tolerance, atol=tolerance)
+    for fast, plain in zip(results["on"][1], results["off"][1], strict=True):
+        assert torch.allclose(
+            fast, plain, rtol=tolerance, atol=tolerance * max(1.0, plain.abs().max().item())
+        )

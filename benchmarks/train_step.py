@@ -1,0 +1,197 @@
+"""Images per second of one collaborative training step: ours vs the original loop's structure.
+
+    python benchmarks/train_step.py --device cpu          # tiny models, ~2 min on 2 cores
+    python benchmarks/train_step.py --device cuda         # the paper's 3-node graph
+
+Synthetic CIFAR-shaped data (32×32×3, 100 classes; no download). Both implementations train
+the same graph with the same batch size, alternating, ``--reps`` times each after a warm-up;
+the ratio is of the medians. Images/s counts every image once, whatever the number of nodes.
+Writes benchmarks/results/<device>-<date>.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from reference_loop import ReferenceLoop  # noqa: E402
+
+from dcl_search.datasets import DatasetSplits, ImageSet  # noqa: E402
+from dcl_search.graphs import preset_graph  # noqa: E402
+from dcl_search.models import build_model  # noqa: E402
+from dcl_search.training import CollaborativeTrainer, recipe_from_dict  # noqa: E402
+
+DEFAULT_GRAPH = {"cuda": "dml:resnet32,resnet110,resnet32", "cpu": "dml:3:tiny_cnn"}
+# dense bf16 throughput reached in practice and memory bandwidth (DESIGN.md, "Performance")
+DEVICE_PEAKS = {"H100": (790e12, 3.35e12), "H200": (790e12, 4.8e12)}
+
+
+def _synthetic(n: int, classes: int, size: int, seed: int = 0) -> DatasetSplits:
+    generator = torch.Generator().manual_seed(seed)
+    images = torch.randint(0, 256, (n, 3, size, size), dtype=torch.uint8, generator=generator)
+    labels = torch.randint(0, classes, (n,), generator=generator)
+    small = ImageSet(images[:256], labels[:256])
+    return DatasetSplits(
+        "synthetic", ImageSet(images, labels), small, small, classes, (0.5,) * 3, (0.25,) * 3
+    )
+
+
+def _train_flops_per_image(graph, classes: int, size: int) -> float:
+    """3 × forward FLOPs (forward + backward) summed over the nodes, counted by torch."""
+    total = 0.0
+    for node in graph.nodes:
+        model = build_model(graph.nodes[node]["model"], classes, 3).eval()
+        with FlopCounterMode(display=False) as counter, torch.no_grad():
+            model(torch.zeros(1, 3, size, size))
+        total += 3 * counter.get_total_flops()
+    return total
+
+
+def _sync(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+class Ours:
+    name = "ours"
+
+    def __init__(self, graph, data: DatasetSplits, batch: int, device: str) -> None:
+        recipe = recipe_from_dict({"epochs": 1000, "batch_size": batch})  # the paper's recipe
+        self.trainer = CollaborativeTrainer(graph, data, recipe, device=device)
+
+    def run(self, steps: int) -> int:
+        self.trainer.steps_per_epoch = steps
+        self.trainer._train_one_epoch()  # the trainer's own epoch loop, evaluation excluded
+        return steps * self.trainer.recipe.batch_size
+
+
+class Reference:
+    name = "reference"
+
+    def __init__(self, graph, data: DatasetSplits, batch: int, device: str, workers: int) -> None:
+        self.loop = ReferenceLoop(
+            graph,
+            data.train.images,
+            data.train.labels,
+            data.num_classes,
+            data.mean,
+            data.std,
+            batch,
+            device,
+            workers=workers,
+        )
+
+    def run(self, steps: int) -> int:
+        return self.loop.run_steps(steps)
+
+
+def _measure(impl, steps: int, device: str) -> tuple[float, int | None]:
+    if device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    _sync(device)
+    start = time.perf_counter()
+    images = impl.run(steps)
+    _sync(device)
+    seconds = time.perf_counter() - start
+    peak = torch.cuda.max_memory_allocated() if device == "cuda" else None
+    return images / seconds, peak
+
+
+def _device_name(device: str) -> str:
+    if device == "cuda":
+        return torch.cuda.get_device_name()
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return f"{line.split(':', 1)[1].strip()} ({torch.get_num_threads()} threads)"
+    return platform.processor() or "cpu"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument(
+        "--graph",
+        default=None,
+        help="preset spec (default: paper 3-node on cuda, dml:3:tiny_cnn on cpu)",
+    )
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument(
+        "--steps", type=int, default=None, help="steps per measurement (default 200 cuda, 30 cpu)"
+    )
+    parser.add_argument("--reps", type=int, default=5)
+    parser.add_argument("--classes", type=int, default=100)
+    parser.add_argument(
+        "--workers", type=int, default=2, help="DataLoader workers of the reference"
+    )
+    parser.add_argument("--out", default=str(Path(__file__).parent / "results"))
+    args = parser.parse_args()
+    device = args.device
+    steps = args.steps or (200 if device == "cuda" else 30)
+    spec = args.graph or DEFAULT_GRAPH[device]
+    graph = preset_graph(spec)
+    data = _synthetic(max(steps * args.batch, 50 * args.batch), args.classes, 32)
+    impls = [
+        Ours(graph, data, args.batch, device),
+        Reference(graph, data, args.batch, device, args.workers),
+    ]
+    for impl in impls:  # warm-up: kernels, allocator, DataLoader workers
+        impl.run(max(3, steps // 10))
+    results = {impl.name: {"images_per_s": [], "peak_memory_bytes": []} for impl in impls}
+    for rep in range(args.reps):
+        for impl in impls:
+            rate, peak = _measure(impl, steps, device)
+            results[impl.name]["images_per_s"].append(round(rate, 1))
+            results[impl.name]["peak_memory_bytes"].append(peak)
+            print(f"rep {rep + 1}/{args.reps} {impl.name:9s} {rate:10.1f} images/s", flush=True)
+    flops = _train_flops_per_image(graph, args.classes, 32)
+    for entry in results.values():
+        entry["median_images_per_s"] = statistics.median(entry["images_per_s"])
+        entry["tflops"] = entry["median_images_per_s"] * flops / 1e12
+    ratio = results["ours"]["median_images_per_s"] / results["reference"]["median_images_per_s"]
+    name = _device_name(device)
+    peak = next((v for k, v in DEVICE_PEAKS.items() if k in name), None)
+    report = {
+        "device": name,
+        "torch": torch.__version__,
+        "date": datetime.date.today().isoformat(),
+        "graph": spec,
+        "batch": args.batch,
+        "steps": steps,
+        "reps": args.reps,
+        "classes": args.classes,
+        "train_gflop_per_image": flops / 1e9,
+        "results": results,
+        "ratio_of_medians": ratio,
+        "share_of_bf16_peak": results["ours"]["tflops"] * 1e12 / peak[0] if peak else None,
+    }
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"{device}-{report['date']}.json"
+    path.write_text(json.dumps(report, indent=2) + "\n")
+    print(
+        f"\n{name}, torch {torch.__version__}, graph {spec}, batch {args.batch}, {args.reps} reps of {steps} steps"
+    )
+    for key, entry in results.items():
+        print(
+            f"{key:9s} median {entry['median_images_per_s']:10.1f} images/s, {entry['tflops']:.4f} TFLOP/s"
+        )
+    print(f"ratio of medians (ours / reference): {ratio:.2f}x")
+    if report["share_of_bf16_peak"] is not None:
+        print(f"ours reaches {100 * report['share_of_bf16_peak']:.2f}% of the device's bf16 peak")
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
