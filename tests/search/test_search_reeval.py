@@ -80,37 +80,32 @@ def _imagefolder(root: Path, classes: int = 3, per_class: int = 40) -> None:
                 Image.fromarray(pixels).save(folder / f"{i}.png")
 
 
+def _transfer(tmp_path: Path, graph_file: Path, *options: str) -> subprocess.CompletedProcess:
+    command = [
+        sys.executable,
+        "-m",
+        "dcl_search",
+        "transfer",
+        str(graph_file),
+        "--dataset",
+        "imagefolder",
+        "--data-dir",
+        str(tmp_path / "data"),
+        "--out",
+        str(tmp_path / "out"),
+        *options,
+    ]
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
+    return subprocess.run(
+        command, cwd=tmp_path, capture_output=True, text=True, timeout=400, env=env
+    )
+
+
 def test_transfer_trains_a_graph_and_the_baselines_on_another_dataset(tmp_path: Path) -> None:
     _imagefolder(tmp_path / "data")
     graph_file = write_graph(preset_graph("kd:tiny_cnn,mlp"), tmp_path / "found.json")
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "dcl_search",
-            "transfer",
-            str(graph_file),
-            "--dataset",
-            "imagefolder",
-            "--data-dir",
-            str(tmp_path / "data"),
-            "--recipe",
-            "demo",
-            "--epochs",
-            "3",
-            "--seeds",
-            "2",
-            "--val-fraction",
-            "0.2",
-            "--out",
-            str(tmp_path / "out"),
-        ],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=400,
-        env={**os.environ, "RAY_AUTH_MODE": "disabled"},
-    )
+    options = ("--recipe", "demo", "--epochs", "3", "--seeds", "2", "--val-fraction", "0.2")
+    result = _transfer(tmp_path, graph_file, *options)
     assert result.returncode == 0, result.stderr[-3000:]
     summary = pd.read_csv(tmp_path / "out/summary.csv")
     assert sorted(summary["label"]) == ["dml:2", "found", "independent"]
@@ -127,30 +122,7 @@ def test_transfer_trains_a_graph_and_the_baselines_on_another_dataset(tmp_path: 
 def test_a_run_that_cannot_train_is_one_line_not_a_ray_traceback(tmp_path: Path) -> None:
     _imagefolder(tmp_path / "data", per_class=10)  # 27 training images after the 10% split
     graph_file = write_graph(preset_graph("independent:mlp"), tmp_path / "g.json")
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "dcl_search",
-            "transfer",
-            str(graph_file),
-            "--dataset",
-            "imagefolder",
-            "--data-dir",
-            str(tmp_path / "data"),
-            "--epochs",
-            "1",
-            "--seeds",
-            "2",
-            "--out",
-            str(tmp_path / "out"),
-        ],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=400,
-        env={**os.environ, "RAY_AUTH_MODE": "disabled"},
-    )
+    result = _transfer(tmp_path, graph_file, "--epochs", "1", "--seeds", "2")
     assert result.returncode == 2
     errors = [line for line in result.stderr.splitlines() if "error" in line.lower()]
     assert errors == [
