@@ -19,6 +19,7 @@ import yaml
 from dcl_search._errors import DCLSearchError
 
 T = TypeVar("T")
+REPO_ROOT = Path(__file__).resolve().parents[1]  # where trainers/ and search_spaces/ ship
 
 
 def load_yaml(path: str | Path, error: type[DCLSearchError]) -> dict[str, Any]:
@@ -104,3 +105,20 @@ class _Parser:
 def from_mapping(cls: type[T], data: Any, source: str, error: type[DCLSearchError]) -> T:
     """An instance of dataclass ``cls`` from ``data``; problems raise ``error`` naming ``source``."""
     return _Parser(source, error).mapping(cls, data, "")
+
+
+def find_named_yaml(
+    spec: str, folder: str, registered: dict[str, Path] | None = None
+) -> tuple[Path | None, list[str]]:
+    """The YAML file ``spec`` names: an existing path, else ``./<folder>/<spec>.yaml``, a registered
+    entry, then the repository's ``<folder>/<spec>.yaml``. Also returns every known name, for
+    the caller's error message when nothing is found."""
+    path = Path(spec)
+    if path.is_file():
+        return path, []
+    folders = [Path.cwd() / folder, REPO_ROOT / folder]
+    registered = registered or {}
+    candidates = [folders[0] / f"{spec}.yaml", registered.get(spec), folders[1] / f"{spec}.yaml"]
+    found = next((c for c in candidates if c is not None and Path(c).is_file()), None)
+    known = set(registered) | {p.stem for f in folders if f.is_dir() for p in f.glob("*.yaml")}
+    return (Path(found) if found else None), sorted(known)

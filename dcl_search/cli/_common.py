@@ -8,32 +8,19 @@ from pathlib import Path
 import networkx as nx
 import pandas as pd
 
+from dcl_search._config import find_named_yaml
 from dcl_search._errors import RecipeError
 from dcl_search.training import Accuracy, Recipe, load_recipe
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def find_recipe(spec: str) -> Path:
     """A recipe file from a path, or a name of a file under ``trainers/`` (``paper``, ``demo``)."""
-    path = Path(spec)
-    if path.is_file():
-        return path
-    for folder in (Path.cwd() / "trainers", REPO_ROOT / "trainers"):
-        candidate = folder / f"{spec}.yaml"
-        if candidate.is_file():
-            return candidate
-    known = sorted(
-        {
-            p.stem
-            for f in (Path.cwd() / "trainers", REPO_ROOT / "trainers")
-            if f.is_dir()
-            for p in f.glob("*.yaml")
-        }
-    )
-    raise RecipeError(
-        f"{spec}: no such recipe file; recipes under trainers/: {', '.join(known) or 'none'}"
-    )
+    path, known = find_named_yaml(spec, "trainers")
+    if path is None:
+        raise RecipeError(
+            f"{spec}: no such recipe file; recipes under trainers/: {', '.join(known) or 'none'}"
+        )
+    return path
 
 
 def default_recipe_name(dataset: str) -> str:

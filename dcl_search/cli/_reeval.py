@@ -63,7 +63,6 @@ def reevaluate_run(
 ) -> None:
     from dcl_search.search import (
         Candidate,
-        DataSpec,
         SearchSettings,
         baselines,
         init_ray,
@@ -77,9 +76,6 @@ def reevaluate_run(
         Candidate(f"rank{i}-{row.graph_hash[:8]}", graph) for i, (graph, row) in enumerate(best, 1)
     ]
     candidates += baselines(best[0][0])
-    spec = DataSpec(
-        settings.dataset, settings.data_dir, settings.val_fraction, settings.label_noise
-    )
     print(
         f"re-evaluating {len(best)} graphs and {len(candidates) - len(best)} baselines with {seeds} seeds "
         f"each ({len(candidates) * seeds} runs of {settings.recipe.epochs} epochs)",
@@ -88,7 +84,7 @@ def reevaluate_run(
     init_ray(address)
     out = run_dir / "reeval"
     runs = train_candidates(
-        candidates, spec, settings.recipe, seeds, out, cpus_per_run=cpus, gpus_per_run=gpus
+        candidates, settings.data, settings.recipe, seeds, out, cpus_per_run=cpus, gpus_per_run=gpus
     )
     _finish(runs, out)
 
@@ -111,6 +107,7 @@ def run_transfer(args: argparse.Namespace) -> int:
         Candidate,
         DataSpec,
         baselines,
+        cached_data,
         init_ray,
         train_candidates,
         without_checkpoints,
@@ -125,11 +122,7 @@ def run_transfer(args: argparse.Namespace) -> int:
         args.val_fraction,
         LabelNoise(args.label_noise, args.label_noise_mode),
     )
-    from dcl_search.datasets import load_dataset
-
-    load_dataset(
-        args.dataset, args.data_dir, val_fraction=args.val_fraction
-    )  # fail fast, in one line
+    cached_data(spec)  # a missing dataset fails here, in one line, before Ray starts
     candidates = [Candidate(label, graph) for label, graph in graphs] + baselines(graphs[0][1])
     out = Path(args.out or f"results/transfer-{args.dataset}")
     print(

@@ -38,9 +38,11 @@ def describe_graph(graph: nx.DiGraph) -> str:
     """The text ``dcl-search show`` prints."""
     from dcl_search.graphs._canonical import graph_hash
 
-    name = graph.graph.get("name", "")
-    header = f"graph {name} ({graph.number_of_nodes()} nodes, hash {graph_hash(graph)})".replace(
-        "graph  (", "graph ("
+    name = graph.graph.get("name")
+    header = " ".join(
+        filter(
+            None, ["graph", name, f"({graph.number_of_nodes()} nodes, hash {graph_hash(graph)})"]
+        )
     )
     return "\n".join(
         [

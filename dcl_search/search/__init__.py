@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+from dcl_search.search._data import DataSpec, cached_data
 from dcl_search.search._driver import init_ray, run_search
 from dcl_search.search._export import export_run
 from dcl_search.search._reeval import (
     Candidate,
-    DataSpec,
     baselines,
     format_summary,
     summarize,
@@ -32,6 +32,7 @@ __all__ = [
     "SEARCH_SPACES",
     "Candidate",
     "DataSpec",
+    "cached_data",
     "GraphStore",
     "NodeRange",
     "NumericRange",

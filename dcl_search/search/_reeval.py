@@ -8,7 +8,6 @@ mean ± std of node 0's *validation* accuracy. Test accuracy is reported, never 
 
 from __future__ import annotations
 
-import functools
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,10 +17,10 @@ import networkx as nx
 import pandas as pd
 
 from dcl_search._errors import DCLSearchError
-from dcl_search.datasets import DatasetSplits, load_dataset
 from dcl_search.graphs import graph_hash, preset_graph
+from dcl_search.search._data import DataSpec, cached_data
 from dcl_search.search._results import describe_models
-from dcl_search.training import LabelNoise, Recipe, resolve_frozen_checkpoints, train_run
+from dcl_search.training import Recipe, resolve_frozen_checkpoints, train_run
 
 REEVAL_SEED_BASE = 1000
 
@@ -30,14 +29,6 @@ REEVAL_SEED_BASE = 1000
 class Candidate:
     label: str
     graph: nx.DiGraph
-
-
-@dataclass(frozen=True)
-class DataSpec:
-    dataset: str
-    data_dir: str | None = None
-    val_fraction: float = 0.1
-    label_noise: LabelNoise = LabelNoise()
 
 
 def baselines(graph: nx.DiGraph) -> list[Candidate]:
@@ -58,11 +49,6 @@ def without_checkpoints(graph: nx.DiGraph) -> nx.DiGraph:
     return copy
 
 
-@functools.lru_cache(maxsize=2)
-def _data(spec: DataSpec) -> DatasetSplits:
-    return load_dataset(spec.dataset, spec.data_dir, val_fraction=spec.val_fraction)
-
-
 def _train_one(
     graph: nx.DiGraph,
     spec: DataSpec,
@@ -76,7 +62,7 @@ def _train_one(
     import torch
 
     torch.set_num_threads(max(1, threads))
-    data = _data(spec)
+    data = cached_data(spec)
     graph = resolve_frozen_checkpoints(
         graph,
         data,

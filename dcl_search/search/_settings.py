@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from dcl_search._errors import DCLSearchError
+from dcl_search.search._data import DataSpec
 from dcl_search.search._space import SearchSpace, search_space_from_dict
 from dcl_search.training import LabelNoise, Recipe, recipe_from_dict
 
@@ -54,33 +55,31 @@ class SearchSettings:
     max_failures: int = 2
 
     def __post_init__(self) -> None:
-        checks = {
-            "samples": self.samples >= 1,
-            "grace_period": 1 <= self.grace_period <= self.recipe.epochs,
-            "reduction_factor": self.reduction_factor >= 2,
-            "cpus_per_trial": self.cpus_per_trial > 0,
-            "gpus_per_trial": self.gpus_per_trial >= 0,
-            "concurrency": self.concurrency >= 1,
-            "max_failures": self.max_failures >= 0,
+        rules = {  # option: (holds, what it must be)
+            "samples": (self.samples >= 1, ">= 1"),
+            "grace_period": (
+                1 <= self.grace_period <= self.recipe.epochs,
+                f"in [1, {self.recipe.epochs}] (the recipe's epochs)",
+            ),
+            "reduction_factor": (self.reduction_factor >= 2, ">= 2"),
+            "cpus_per_trial": (self.cpus_per_trial > 0, "> 0"),
+            "gpus_per_trial": (self.gpus_per_trial >= 0, ">= 0"),
+            "concurrency": (self.concurrency >= 1, ">= 1"),
+            "max_failures": (self.max_failures >= 0, ">= 0"),
         }
-        rules = {
-            "samples": ">= 1",
-            "grace_period": f"in [1, {self.recipe.epochs}] (the recipe's epochs)",
-            "reduction_factor": ">= 2",
-            "cpus_per_trial": "> 0",
-            "gpus_per_trial": ">= 0",
-            "concurrency": ">= 1",
-            "max_failures": ">= 0",
-        }
-        for name, ok in checks.items():
-            if not ok:
+        for name, (holds, rule) in rules.items():
+            if not holds:
                 raise SearchError(
-                    f"--{name.replace('_', '-')} is {getattr(self, name)}, but must be {rules[name]}"
+                    f"--{name.replace('_', '-')} is {getattr(self, name)}, but must be {rule}"
                 )
 
     @property
     def run_dir(self) -> Path:
         return Path(self.storage) / self.name
+
+    @property
+    def data(self) -> DataSpec:
+        return DataSpec(self.dataset, self.data_dir, self.val_fraction, self.label_noise)
 
     @property
     def device(self) -> str:

@@ -31,7 +31,7 @@ from typing import Any
 
 import networkx as nx
 
-from dcl_search._config import from_mapping, load_yaml
+from dcl_search._config import REPO_ROOT, find_named_yaml, from_mapping, load_yaml
 from dcl_search._errors import SearchSpaceError
 from dcl_search._registry import Registry
 from dcl_search.gates import GATES
@@ -39,7 +39,6 @@ from dcl_search.graphs import CUTOFF, validate_graph
 from dcl_search.models import MODELS
 from dcl_search.training import Recipe
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 _FOLDER = "search_spaces"
 
 # The numeric recipe fields a search may vary, with the values Recipe accepts. Checked when the
@@ -281,32 +280,21 @@ def search_space_from_dict(data: dict[str, Any], source: str = "search space") -
         raise SearchSpaceError(f"{source}: {problem}") from None
 
 
-def _folders() -> list[Path]:
-    return [Path.cwd() / _FOLDER, REPO_ROOT / _FOLDER]
-
-
 def _find(spec: str | Path) -> Path:
-    path = Path(spec)
-    if path.is_file():
-        return path
     text = str(spec)
-    if path.suffix in (".yaml", ".yml") or "/" in text or "\\" in text:
+    if not Path(text).is_file() and (
+        Path(text).suffix in (".yaml", ".yml") or "/" in text or "\\" in text
+    ):
         raise SearchSpaceError(f"{text}: no such search space file")
-    # A local file shadows a registered name, as local recipes under trainers/ do.
-    local = _folders()[0] / f"{text}.yaml"
-    if local.is_file():
-        return local
-    if text in SEARCH_SPACES:
-        return Path(SEARCH_SPACES.get(text))
-    shipped = _folders()[1] / f"{text}.yaml"
-    if shipped.is_file():
-        return shipped
-    known = set(SEARCH_SPACES.names())
-    known |= {p.stem for folder in _folders() if folder.is_dir() for p in folder.glob("*.yaml")}
-    raise SearchSpaceError(
-        f"{text}: unknown search space; known search spaces: {', '.join(sorted(known))} "
-        "(or give the path of a YAML file)"
-    )
+    # a local file shadows a registered name, as local recipes under trainers/ do
+    registered = {name: Path(SEARCH_SPACES.get(name)) for name in SEARCH_SPACES.names()}
+    path, known = find_named_yaml(text, _FOLDER, registered)
+    if path is None:
+        raise SearchSpaceError(
+            f"{text}: unknown search space; known search spaces: {', '.join(known)} "
+            "(or give the path of a YAML file)"
+        )
+    return path
 
 
 def load_search_space(spec: str | Path) -> SearchSpace:

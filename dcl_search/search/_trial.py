@@ -7,7 +7,6 @@ and the per-node metrics always refer to the same numbering.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import tempfile
@@ -16,11 +15,12 @@ from pathlib import Path
 from typing import Any
 
 import networkx as nx
+import ray
 import torch
 from ray import tune
 
-from dcl_search.datasets import DatasetSplits, load_dataset
 from dcl_search.graphs import canonical_graph, graph_hash, write_graph
+from dcl_search.search._data import cached_data
 from dcl_search.search._settings import SearchSettings
 from dcl_search.search._space import apply_hyperparameters, config_to_graph
 from dcl_search.search._store import GRAPH, GraphStore, ended_results
@@ -28,11 +28,6 @@ from dcl_search.training import CollaborativeTrainer, Recipe, resolve_frozen_che
 
 POLL_SECONDS = 0.5
 PROGRESS = "progress.json"
-
-
-@functools.lru_cache(maxsize=2)
-def _dataset(name: str, data_dir: str | None, val_fraction: float) -> DatasetSplits:
-    return load_dataset(name, data_dir, val_fraction=val_fraction)
 
 
 def trial_key(graph: nx.DiGraph, recipe: Recipe, settings: SearchSettings) -> str:
@@ -91,7 +86,7 @@ def _train(
     key: str,
     reporter: _Reporter,
 ) -> None:
-    data = _dataset(settings.dataset, settings.data_dir, settings.val_fraction)
+    data = cached_data(settings.data)
     graph = resolve_frozen_checkpoints(
         graph,
         data,
@@ -135,8 +130,6 @@ def run_trial(config: dict[str, Any], settings: SearchSettings) -> None:
     if trial_id in ended_results(settings.run_dir):
         # ended before the driver was killed, but after Tune's last saved state: nothing to do
         return
-    import ray
-
     reporter = _Reporter(
         {
             "graph_hash": graph_hash(graph),

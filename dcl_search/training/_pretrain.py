@@ -20,6 +20,7 @@ from dcl_search.datasets import DatasetSplits
 from dcl_search.graphs import independent
 from dcl_search.training._checkpoint import atomic_torch_save
 from dcl_search.training._recipe import Recipe
+from dcl_search.training._trainer import CollaborativeTrainer, LabelNoise
 
 PRETRAIN_SEED = 0  # one teacher per (model, data, recipe), shared by every graph and seed
 
@@ -49,15 +50,13 @@ def resolve_frozen_checkpoints(
     cache_dir: Path,
     graph_dir: Path | None = None,
     device: str | torch.device = "cpu",
-    label_noise: object = None,
+    label_noise: LabelNoise | None = None,
     log: Callable[[str], None] = print,
 ) -> nx.DiGraph:
     """A copy of ``graph`` whose frozen nodes all carry an absolute, existing checkpoint path.
 
     Relative checkpoint paths are read relative to ``graph_dir`` (the graph file's folder).
     """
-    from dcl_search.training._trainer import CollaborativeTrainer, LabelNoise
-
     resolved = graph.copy()
     for node, attrs in resolved.nodes(data=True):
         if not attrs.get("frozen"):
@@ -80,7 +79,7 @@ def resolve_frozen_checkpoints(
                 recipe,
                 device=device,
                 seed=PRETRAIN_SEED,
-                label_noise=label_noise if isinstance(label_noise, LabelNoise) else None,
+                label_noise=label_noise,
             )
             for _ in teacher.train_epochs():
                 pass

@@ -131,6 +131,7 @@ class CollaborativeTrainer:
         self.elapsed = 0.0
         self.history: list[EpochMetrics] = []
         self._fixed_noisy_y: torch.Tensor | None = None
+        self._identity: dict[str, Any] | None = None
 
     # -- construction -------------------------------------------------------------------
 
@@ -261,7 +262,12 @@ class CollaborativeTrainer:
     # -- checkpoints ------------------------------------------------------------------------
 
     def identity(self) -> dict[str, Any]:
-        """What must match for a checkpoint to be resumed by this trainer."""
+        """What must match for a checkpoint to be resumed by this trainer (fixed for its life)."""
+        if self._identity is None:
+            self._identity = self._compute_identity()
+        return self._identity
+
+    def _compute_identity(self) -> dict[str, Any]:
         return {
             "graph_hash": graph_hash(self.graph),
             "graph": graph_to_node_link(self.graph)["nodes"],
