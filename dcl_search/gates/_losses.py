@@ -70,15 +70,21 @@ class GraphLoss:
         logits: Sequence[torch.Tensor | None],
         labels: torch.Tensor,
         progress: float | torch.Tensor,
+        own_losses: Sequence[torch.Tensor | None] | None = None,
     ) -> torch.Tensor:
-        """Per-node losses, a float32 vector of length M (0 for nodes nothing teaches)."""
+        """Per-node losses, a float32 vector of length M (0 for nodes nothing teaches).
+
+        ``own_losses[t]``, where given, is node t's per-sample loss to use on its self-loop in
+        place of the cross-entropy (e.g. a multi-head consensus loss, see dcl_search.collab).
+        """
         inv_t = 1.0 / self.temperature
         log_probs = {n: F.log_softmax(logits[n].float() * inv_t, dim=1) for n in self._kl_nodes}
         correct = {n: logits[n].argmax(dim=1) == labels for n in self._correct_sources}
         per_node: list[torch.Tensor | None] = [None] * self.num_nodes
         for edge in self.edges:
             if edge.source == edge.target:
-                per_sample = label_loss(logits[edge.target], labels)
+                own = own_losses[edge.target] if own_losses is not None else None
+                per_sample = own if own is not None else label_loss(logits[edge.target], labels)
                 context = GateContext(progress)
             else:
                 per_sample = kl_loss(

@@ -21,9 +21,16 @@ from dcl_search.graphs._io import gate_of
 _SELF_LOOP_ALIASES = {"correct": "through"}
 
 
-def _node_signature(graph: nx.DiGraph, node: int) -> tuple[str, bool, str]:
+def _node_signature(graph: nx.DiGraph, node: int) -> tuple:
     attrs = graph.nodes[node]
-    return (attrs["model"], bool(attrs.get("frozen", False)), str(attrs.get("checkpoint") or ""))
+    signature = (
+        attrs["model"],
+        bool(attrs.get("frozen", False)),
+        str(attrs.get("checkpoint") or ""),
+    )
+    options = attrs.get("options")
+    # appended only when present, so plain graphs keep the hashes they always had
+    return signature if options is None else (*signature, options.signature())
 
 
 def _gate(graph: nx.DiGraph, source: int, target: int) -> str:

@@ -23,15 +23,23 @@ def node_table(graph: nx.DiGraph) -> pd.DataFrame:
     for node in sorted(graph.nodes):
         attrs = graph.nodes[node]
         role = "target" if node == 0 else ("frozen" if attrs.get("frozen") else "trained")
+        options = attrs.get("options")
         rows.append(
             {
                 "node": node,
                 "model": attrs["model"],
                 "role": role,
+                "heads": f"{options.heads} (split {options.split})"
+                if options is not None and options.heads > 1
+                else "1",
+                "intra": ",".join(name for name, _ in options.intra) if options else "",
                 "checkpoint": attrs.get("checkpoint", ""),
             }
         )
-    return pd.DataFrame(rows).set_index("node")
+    table = pd.DataFrame(rows).set_index("node")
+    if not any(graph.nodes[n].get("options") for n in graph.nodes):
+        table = table.drop(columns=["heads", "intra"])  # plain graphs: the familiar table
+    return table
 
 
 def describe_graph(graph: nx.DiGraph) -> str:

@@ -46,7 +46,14 @@ def _node_label(graph: nx.DiGraph, node: int) -> str:
     """
     attrs = graph.nodes[node]
     star = "*" if attrs.get("frozen") else ""
-    return f"{node}: {attrs['model']}{star}\nself: {gate_of(graph, node, node)}"
+    label = f"{node}: {attrs['model']}{star}\nself: {gate_of(graph, node, node)}"
+    options = attrs.get("options")
+    if options is not None:  # e.g. "heads 4 @ stage2" / "intra: mid, out"
+        if options.heads > 1:
+            label += f"\nheads {options.heads} @ {options.split}"
+        if options.intra:
+            label += "\nintra: " + ", ".join(name for name, _ in options.intra)
+    return label
 
 
 def _teaching_edges(graph: nx.DiGraph) -> list[tuple[int, int]]:

@@ -33,6 +33,8 @@ def graph_to_node_link(graph: nx.DiGraph) -> dict[str, Any]:
         }
         if attrs.get("checkpoint") is not None:
             entry["checkpoint"] = attrs["checkpoint"]
+        if attrs.get("options") is not None:
+            entry.update(attrs["options"].to_json())
         nodes.append(entry)
     edges = [
         {"source": s, "target": t, "gate": gate}

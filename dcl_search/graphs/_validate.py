@@ -11,11 +11,12 @@ from typing import Any
 import networkx as nx
 
 from dcl_search._errors import GraphError
+from dcl_search.collab._options import node_options
 from dcl_search.gates import GATES
 from dcl_search.graphs._schema import CUTOFF, EDGE_KEYS, FORMAT, NODE_KEYS, TOP_KEYS, VERSION
 from dcl_search.models import MODELS
 
-_TYPES = {"int": int, "str": str, "bool": bool}
+_TYPES = {"int": int, "str": str, "bool": bool, "list or mapping": (list, dict)}
 
 
 def _fail(source: str, message: str) -> GraphError:
@@ -82,6 +83,9 @@ def _add_nodes(graph: nx.DiGraph, nodes: Any, source: str) -> None:
         attrs = {"model": entry["model"], "frozen": entry.get("frozen", False)}
         if "checkpoint" in entry:
             attrs["checkpoint"] = entry["checkpoint"]
+        options = node_options({**entry, **attrs}, f"{source}: node {node}")
+        if options.collaborative:
+            attrs["options"] = options
         graph.add_node(node, **attrs)
     expected = set(range(len(nodes)))
     if set(graph.nodes) != expected:
@@ -133,6 +137,15 @@ def check_learning(graph: nx.DiGraph, source: str) -> None:
                     "a frozen node learns nothing, so all its incoming edges must be cutoff",
                 )
         else:
+            options = attrs.get("options")
+            if options is not None and options.replaces_label_loss and node not in teachers:
+                what = "'heads' > 1" if options.heads > 1 else "intra option 'out'"
+                raise _fail(
+                    source,
+                    f"node {node} has {what}, which trains it with a consensus loss in place of "
+                    f"its label loss, but its self-loop {node}->{node} is cutoff; give the "
+                    "self-loop a gate or drop the option",
+                )
             if "checkpoint" in attrs:
                 raise _fail(source, f"node {node}: 'checkpoint' is only read for frozen nodes")
             if not teachers:

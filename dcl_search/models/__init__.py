@@ -1,8 +1,10 @@
-"""Image classifiers, registered by name: CIFAR ResNets, Wide ResNets and tiny demo models.
+"""Image classifiers, registered by name: CIFAR ResNets, Wide ResNets, VGG-16, ResNet-18 and
+tiny demo models.
 
 Every model maps ``[N, C, H, W]`` (``H, W >= 8``) to logits ``[N, num_classes]`` and exposes
-``model.features(x) -> [N, D]`` and ``model.classifier`` (the final linear layer). Add a model
-without editing this package::
+``model.features(x) -> [N, D]``, ``model.classifier`` (pooled features to logits: a Linear or a
+Sequential whose last module is a Linear) and ``model.layout()`` (the model as stages of blocks
+and a head, see :class:`ModelLayout`). Add a model without editing this package::
 
     from dcl_search.models import register_model
 
@@ -15,19 +17,25 @@ from __future__ import annotations
 from dcl_search.models._base import (
     MODELS,
     ImageClassifier,
+    ModelLayout,
     build_model,
     count_parameters,
     register_model,
 )
 from dcl_search.models._resnet import CifarResNet, cifar_resnet
+from dcl_search.models._resnet18 import ResNet18
 from dcl_search.models._tiny import MLP, TinyCNN
+from dcl_search.models._vgg import VGG
 from dcl_search.models._wide_resnet import WideResNet, wide_resnet
 
 __all__ = [
     "MLP",
     "MODELS",
+    "VGG",
     "CifarResNet",
     "ImageClassifier",
+    "ModelLayout",
+    "ResNet18",
     "TinyCNN",
     "WideResNet",
     "build_model",

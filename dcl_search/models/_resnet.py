@@ -6,7 +6,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dcl_search.models._base import ImageClassifier, conv3x3, init_weights, register_model
+from dcl_search.models._base import (
+    ImageClassifier,
+    ModelLayout,
+    conv3x3,
+    init_weights,
+    register_model,
+)
 
 
 class _ShortcutA(nn.Module):
@@ -80,6 +86,13 @@ class CifarResNet(ImageClassifier):
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         return torch.flatten(self.pool(self.stages(self.stem(x))), 1)
+
+    def layout(self) -> ModelLayout:
+        stages = [(f"stage{i}", list(stage)) for i, stage in enumerate(self.stages, 1)]
+        return ModelLayout(
+            stages=[("stem", [self.stem]), *stages],
+            head=[self.pool, nn.Flatten(), self.classifier],
+        )
 
 
 def cifar_resnet(depth: int, num_classes: int, in_channels: int = 3) -> CifarResNet:

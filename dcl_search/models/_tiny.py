@@ -5,7 +5,14 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from dcl_search.models._base import ImageClassifier, conv3x3, init_weights, register_model
+from dcl_search.models._base import (
+    ImageClassifier,
+    ModelLayout,
+    conv3x3,
+    dropout_classifier,
+    init_weights,
+    register_model,
+)
 
 
 class TinyCNN(ImageClassifier):
@@ -15,7 +22,9 @@ class TinyCNN(ImageClassifier):
     Szegedy 2015, "Batch Normalization" (ICML). About 24 k parameters for 1 channel, 10 classes.
     """
 
-    def __init__(self, num_classes: int, in_channels: int = 3, width: int = 16) -> None:
+    def __init__(
+        self, num_classes: int, in_channels: int = 3, width: int = 16, fc_hidden: int = 0
+    ) -> None:
         super().__init__()
         layers: list[nn.Module] = []
         in_planes = in_channels
@@ -25,11 +34,25 @@ class TinyCNN(ImageClassifier):
         self.body = nn.Sequential(*layers)
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.num_features = in_planes
-        self.classifier = nn.Linear(in_planes, num_classes)
+        self.classifier = (
+            dropout_classifier(in_planes, num_classes, fc_hidden)
+            if fc_hidden
+            else nn.Linear(in_planes, num_classes)
+        )
         init_weights(self)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         return torch.flatten(self.pool(self.body(x)), 1)
+
+    def layout(self) -> ModelLayout:
+        # fresh wrappers over ``body``'s modules: regrouping body itself would rename the
+        # state_dict keys of saved checkpoints
+        body = list(self.body)
+        layers = [nn.Sequential(*body[i : i + 3]) for i in range(0, len(body), 3)]
+        return ModelLayout(
+            stages=[(f"layer{i}", [layer]) for i, layer in enumerate(layers, 1)],
+            head=[self.pool, nn.Flatten(), self.classifier],
+        )
 
 
 class MLP(ImageClassifier):
@@ -61,11 +84,32 @@ class MLP(ImageClassifier):
     def features(self, x: torch.Tensor) -> torch.Tensor:
         return self.body(torch.flatten(self.pool(x), 1))
 
+    def layout(self) -> ModelLayout:
+        # the input pooling and flattening ride with the first hidden layer, so that every
+        # block is one hidden layer; fresh wrappers keep the state_dict keys unchanged
+        linear1, relu1, linear2, relu2 = self.body
+        return ModelLayout(
+            stages=[
+                ("hidden1", [nn.Sequential(self.pool, nn.Flatten(), linear1, relu1)]),
+                ("hidden2", [nn.Sequential(linear2, relu2)]),
+            ],
+            head=[self.classifier],
+            feature_maps=False,
+        )
+
 
 @register_model("tiny_cnn")
 def tiny_cnn(num_classes: int, in_channels: int = 3) -> TinyCNN:
     """Tiny conv net (see :class:`TinyCNN`) for fast CPU demos."""
     return TinyCNN(num_classes, in_channels)
+
+
+@register_model("tiny_cnn_fc")
+def tiny_cnn_fc(num_classes: int, in_channels: int = 3) -> TinyCNN:
+    """:class:`TinyCNN` with Fang & Lin's classifier shape (three FC layers of 64, dropout 0.5
+    after the first two), so every intra-model option applies to a model that trains in
+    seconds on a CPU."""
+    return TinyCNN(num_classes, in_channels, fc_hidden=64)
 
 
 @register_model("mlp")

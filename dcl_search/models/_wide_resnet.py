@@ -5,7 +5,13 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from dcl_search.models._base import ImageClassifier, conv3x3, init_weights, register_model
+from dcl_search.models._base import (
+    ImageClassifier,
+    ModelLayout,
+    conv3x3,
+    init_weights,
+    register_model,
+)
 
 
 class _PreActBlock(nn.Module):
@@ -79,6 +85,13 @@ class WideResNet(ImageClassifier):
     def features(self, x: torch.Tensor) -> torch.Tensor:
         x = self.relu(self.bn(self.groups(self.stem(x))))
         return torch.flatten(self.pool(x), 1)
+
+    def layout(self) -> ModelLayout:
+        groups = [(f"group{i}", list(group)) for i, group in enumerate(self.groups, 1)]
+        return ModelLayout(
+            stages=[("stem", [self.stem]), *groups],
+            head=[self.bn, self.relu, self.pool, nn.Flatten(), self.classifier],
+        )
 
 
 def wide_resnet(

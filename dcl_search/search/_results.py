@@ -26,9 +26,20 @@ def _last_result(trial_dir: Path) -> dict:
     return json.loads(lines[-1]) if lines else {}
 
 
+def _options_tag(graph: nx.DiGraph, node: int) -> str:
+    options = graph.nodes[node].get("options")
+    if options is None:
+        return ""
+    parts = [f"h{options.heads}@{options.split}"] if options.heads > 1 else []
+    return "[" + "+".join(parts + [name for name, _ in options.intra]) + "]"
+
+
 def describe_models(graph: nx.DiGraph) -> str:
+    """e.g. ``resnet32[h4@stage2+mid],resnet110*``: * marks a frozen node, [...] its options."""
     return ",".join(
-        graph.nodes[n]["model"] + ("*" if graph.nodes[n].get("frozen") else "")
+        graph.nodes[n]["model"]
+        + ("*" if graph.nodes[n].get("frozen") else "")
+        + _options_tag(graph, n)
         for n in sorted(graph)
     )
 

@@ -12,7 +12,12 @@ names, stable across trials so that Optuna (and Ray's OptunaSearch) can learn fr
   the deployed network always learns from the labels (a target taught only by other nodes is
   not the paper's setting and wastes trials); with ``allow_frozen: false`` no self-loop offers
   cutoff, so no node can end up frozen;
-- ``hp_{name}`` for each searched recipe field, e.g. ``hp_optimizer.lr``.
+- ``hp_{name}`` for each searched recipe field, e.g. ``hp_optimizer.lr``;
+- per learning node i (node 0 included; frozen nodes take no options), when the space offers
+  them (see :mod:`dcl_search.collab`): ``heads_{i}``, one of ``heads``, only if the node's
+  self-loop teaches (the consensus loss replaces its label loss); ``split_{i}``, one of
+  ``split``, if it drew more than one head; ``intra_{i}_{name}`` (false/true) for each option
+  of ``intra`` that the node's model supports (``out`` also only if its self-loop teaches).
 
 :func:`config_to_graph` turns such a config (a plain dict, as Ray hands it to the trial) into a
 validated graph: a non-target node whose incoming gates are all cutoff is a frozen pretrained
@@ -34,12 +39,20 @@ import networkx as nx
 from dcl_search._config import REPO_ROOT, find_named_yaml, from_mapping, load_yaml
 from dcl_search._errors import SearchSpaceError
 from dcl_search._registry import Registry
+from dcl_search.collab import (
+    INTRA_OPTIONS,
+    MULTI_INSTANCE,
+    NodeOptions,
+    model_traits,
+    node_options,
+)
 from dcl_search.gates import GATES
 from dcl_search.graphs import CUTOFF, validate_graph
 from dcl_search.models import MODELS
 from dcl_search.training import Recipe
 
 _FOLDER = "search_spaces"
+DEFAULT_SPLIT = "default"  # the model's own default split point (its second-to-last stage)
 
 # The numeric recipe fields a search may vary, with the values Recipe accepts. Checked when the
 # space is loaded, so a bad range fails at once instead of in every trial that samples an end.
@@ -138,6 +151,9 @@ class SearchSpace:
     self_loop_gates: tuple[str, ...]
     allow_frozen: bool = True
     hyperparameters: tuple[tuple[str, NumericRange], ...] = ()
+    heads: tuple[int, ...] = (1,)
+    split: tuple[str, ...] = (DEFAULT_SPLIT,)
+    intra: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         nodes = self.nodes
@@ -169,6 +185,40 @@ class SearchSpace:
                 f"cutoff{others}; add one of: {', '.join(g for g in GATES.names() if g != CUTOFF)}"
             )
         object.__setattr__(self, "hyperparameters", self._checked_hyperparameters())
+        self._check_collaborative()
+
+    def _check_collaborative(self) -> None:
+        heads = tuple(self.heads) if isinstance(self.heads, (list, tuple)) else self.heads
+        if (
+            not isinstance(heads, tuple)
+            or not heads
+            or any(not _is_int(h) or h < 1 for h in heads)
+            or len(set(heads)) != len(heads)
+        ):
+            raise SearchSpaceError(
+                f"heads must be a list of distinct integers >= 1, got {self.heads!r}"
+            )
+        object.__setattr__(self, "heads", heads)
+        object.__setattr__(
+            self, "intra", _check_names("intra", self.intra, INTRA_OPTIONS) if self.intra else ()
+        )
+        split = tuple(self.split) if isinstance(self.split, (list, tuple)) else self.split
+        if not isinstance(split, tuple) or not split or len(set(split)) != len(split):
+            raise SearchSpaceError(f"split must be a list of distinct names, got {self.split!r}")
+        object.__setattr__(self, "split", split)
+        if max(heads) == 1 and not self.intra:
+            return
+        for model in dict.fromkeys((self.target_model, *self.models)):
+            traits = model_traits(model)
+            if traits is None:
+                continue  # a model without a layout simply never gets options
+            allowed = (DEFAULT_SPLIT, MULTI_INSTANCE, *traits.stages[:-1])
+            for name in split:
+                if name not in allowed:
+                    raise SearchSpaceError(
+                        f"split {name!r} is not a split point of {model}; allowed for it: "
+                        f"{', '.join(allowed)} (list only names every model of the space has)"
+                    )
 
     def _checked_hyperparameters(self) -> tuple[tuple[str, NumericRange], ...]:
         items = self.hyperparameters
@@ -217,7 +267,7 @@ class SearchSpace:
 
 
 SEARCH_SPACES: Registry[Path] = Registry("search space")
-for _name in ("paper", "demo"):
+for _name in ("paper", "demo", "collab_demo"):
     SEARCH_SPACES.register(_name)(REPO_ROOT / _FOLDER / f"{_name}.yaml")
 
 _REQUIRED = ("nodes", "target_model", "models", "edge_gates", "self_loop_gates")
@@ -340,7 +390,54 @@ def suggest_config(trial: Any, space: SearchSpace) -> dict[str, Any]:
         config[f"hp_{name}"] = trial.suggest_float(
             f"hp_{name}", numeric.low, numeric.high, log=numeric.log
         )
+    models = [space.target_model] + [config[f"model_{n}"] for n in range(1, num_nodes)]
+    for node, model in enumerate(models):
+        for name, choices in _option_choices(space, config, node, model, num_nodes):
+            config[name] = trial.suggest_categorical(name, list(choices))
+            if name == f"heads_{node}" and config[name] > 1 and len(space.split) > 1:
+                config[f"split_{node}"] = trial.suggest_categorical(
+                    f"split_{node}", list(space.split)
+                )
     return config
+
+
+def _option_choices(
+    space: SearchSpace, config: dict[str, Any], node: int, model: str, num_nodes: int
+) -> list[tuple[str, tuple[Any, ...]]]:
+    """The option parameters node ``node`` samples, given its model and its sampled gates."""
+    traits = model_traits(model)
+    gates = [config[f"gate_{s}_{node}"] for s in range(num_nodes)]
+    if traits is None or all(g == CUTOFF for g in gates):
+        return []  # no layout to act on, or a frozen node (it learns nothing)
+    self_loop = gates[node] != CUTOFF
+    choices: list[tuple[str, tuple[Any, ...]]] = []
+    if len(space.heads) > 1 and self_loop:
+        choices.append((f"heads_{node}", space.heads))
+    for name in space.intra:
+        if traits.supports(name) is None and (name != "out" or self_loop):
+            choices.append((f"intra_{node}_{name}", (False, True)))
+    return choices
+
+
+def _node_options(
+    config: dict[str, Any], space: SearchSpace, node: int, model: str, self_loop: bool
+) -> NodeOptions | None:
+    if model_traits(model) is None:
+        return None  # no layout to act on (see _option_choices)
+    fixed = space.heads[0] if len(space.heads) == 1 and self_loop else 1
+    heads = config.get(f"heads_{node}", fixed)
+    intra = [name for name in space.intra if config.get(f"intra_{node}_{name}") is True]
+    if heads == 1 and not intra:
+        return None
+    attrs: dict[str, Any] = {"model": model, "heads": heads, "intra": intra}
+    split = config.get(f"split_{node}", space.split[0])
+    if heads > 1 and split != DEFAULT_SPLIT:
+        attrs["split"] = split
+    try:
+        options = node_options(attrs, f"node {node}")
+    except ValueError as problem:
+        raise SearchSpaceError(f"{_TRIAL}: {problem}") from None
+    return options if options.collaborative else None
 
 
 def _choice(config: dict[str, Any], key: str, choices: tuple[str, ...]) -> str:
@@ -382,6 +479,10 @@ def config_to_graph(
     for node, model in enumerate(models):
         learns = any(gates[s, node] != CUTOFF for s in range(num_nodes))
         graph.add_node(node, model=model, frozen=node != 0 and space.allow_frozen and not learns)
+        self_loop = gates[node, node] != CUTOFF
+        options = _node_options(config, space, node, model, self_loop) if learns else None
+        if options is not None:
+            graph.nodes[node]["options"] = options
     for (s, t), gate in gates.items():
         if gate != CUTOFF:
             graph.add_edge(s, t, gate=gate)

@@ -24,6 +24,7 @@ import networkx as nx
 import torch
 
 from dcl_search._errors import TrainingError
+from dcl_search.collab import CollaborativeNode, NodeOutput
 from dcl_search.datasets import DatasetSplits, ImageSet, uniform_label_noise
 from dcl_search.gates import GraphLoss
 from dcl_search.graphs import gate_of, graph_hash, graph_to_node_link
@@ -51,6 +52,11 @@ class LabelNoise:
             raise ValueError(f"label noise fraction is {self.fraction}, but must be in [0, 1]")
         if self.mode not in ("epoch", "fixed"):
             raise ValueError(f"label noise mode is {self.mode!r}; allowed values: epoch, fixed")
+
+
+def _inference(model: torch.nn.Module) -> torch.nn.Module:
+    """What a node deploys: the plain base network of a collaborative node."""
+    return model.inference_model() if isinstance(model, CollaborativeNode) else model
 
 
 def _resolve_device(device: str | torch.device) -> torch.device:
@@ -137,7 +143,11 @@ class CollaborativeTrainer:
 
     def _build_node(self, node: int) -> torch.nn.Module:
         attrs = self.graph.nodes[node]
-        model = build_model(attrs["model"], self.data.num_classes, self.data.in_channels)
+        classes, channels = self.data.num_classes, self.data.in_channels
+        if attrs.get("options") is not None:
+            model = CollaborativeNode(attrs["model"], attrs["options"], classes, channels)
+        else:
+            model = build_model(attrs["model"], classes, channels)
         if self.frozen[node]:
             if not attrs.get("checkpoint"):
                 raise TrainingError(f"node {node} is frozen but has no checkpoint to load")
@@ -169,26 +179,66 @@ class CollaborativeTrainer:
             self.clean_train_y, noise.fraction, self.data.num_classes, self.noise_generator
         )
 
-    def _forward_all(self, x: torch.Tensor) -> list[torch.Tensor | None]:
+    def _forward_all(
+        self, x: torch.Tensor, y: torch.Tensor
+    ) -> tuple[list[torch.Tensor | None], dict[int, NodeOutput]]:
         logits: list[torch.Tensor | None] = [None] * self.num_nodes
+        collaborative: dict[int, NodeOutput] = {}
         with self._autocast():
             for node in self._run_nodes:
+                model = self.models[node]
                 if self.frozen[node]:
                     with torch.no_grad():
-                        logits[node] = self.models[node](x)
+                        logits[node] = model(x)
+                elif isinstance(model, CollaborativeNode):
+                    collaborative[node] = model.train_forward(x, y)
+                    logits[node] = collaborative[node].logits
                 else:
-                    logits[node] = self.models[node](x)
-        return logits
+                    logits[node] = model(x)
+        return logits, collaborative
 
     def train_step(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """One optimisation step of every trainable node; returns per-node losses (on device)."""
         progress = self.step / self.total_steps
-        losses = self.loss(self._forward_all(x), y, progress)
-        losses.sum().backward()
+        logits, collaborative = self._forward_all(x, y)
+        if not collaborative:
+            losses = self.loss(logits, y, progress)
+            losses.sum().backward()
+        else:
+            losses = self._collaborative_backward(logits, y, progress, collaborative)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.step += 1
         return losses.detach()
+
+    def _collaborative_backward(
+        self,
+        logits: list[torch.Tensor | None],
+        y: torch.Tensor,
+        progress: float,
+        outputs: dict[int, NodeOutput],
+    ) -> torch.Tensor:
+        own = [outputs[n].own if n in outputs else None for n in range(self.num_nodes)]
+        losses = self.loss(logits, y, progress, own)
+        extra = [outputs[n].extra for n in range(self.num_nodes) if n in outputs]
+        if any(e is not None for e in extra):
+            losses = losses + torch.stack(
+                [
+                    outputs[n].extra.float()
+                    if n in outputs and outputs[n].extra is not None
+                    else losses.new_zeros(())
+                    for n in range(self.num_nodes)
+                ]
+            )
+        local_sum = losses.new_zeros(self.num_nodes)
+        # layer-local losses (mid, pull_push) update only their own layer: a backward each,
+        # restricted to that layer's parameters, before the shared graph is freed
+        for node, output in outputs.items():
+            for loss, params in output.local:
+                loss.backward(inputs=params, retain_graph=True)
+                local_sum[node] += loss.detach().float()
+        losses.sum().backward()
+        return losses.detach() + local_sum
 
     def _set_train_mode(self) -> None:
         for node, model in enumerate(self.models):
@@ -295,6 +345,11 @@ class CollaborativeTrainer:
             "optimizer": self.optimizer.state_dict(),
             "generator": self.generator.get_state(),
             "noise_generator": self.noise_generator.get_state(),
+            # dropout draws from torch's global generator, not from ours
+            "global_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state(self.device)
+            if self.device.type == "cuda"
+            else None,
             "history": [m.__dict__ for m in self.history],
         }
 
@@ -320,6 +375,10 @@ class CollaborativeTrainer:
         self.optimizer.load_state_dict(state["optimizer"])
         self.generator.set_state(state["generator"])
         self.noise_generator.set_state(state["noise_generator"])
+        if state.get("global_rng") is not None:
+            torch.set_rng_state(state["global_rng"].cpu())
+        if state.get("cuda_rng") is not None and self.device.type == "cuda":
+            torch.cuda.set_rng_state(state["cuda_rng"].cpu(), self.device)
         self.epoch, self.step, self.elapsed = state["epoch"], state["step"], state["elapsed"]
         self.history = [
             EpochMetrics(**{k: tuple(v) if isinstance(v, list) else v for k, v in m.items()})
@@ -343,6 +402,6 @@ class CollaborativeTrainer:
         ``checkpoint`` of a frozen node in another graph)."""
         directory = Path(directory)
         return [
-            atomic_torch_save(m.state_dict(), directory / f"node{i}.pt")
+            atomic_torch_save(_inference(m).state_dict(), directory / f"node{i}.pt")
             for i, m in enumerate(self.models)
         ]

@@ -17,6 +17,7 @@ import networkx as nx
 import optuna
 import pandas as pd
 import pytest
+import torch
 
 from dcl_search.graphs import read_graph
 from dcl_search.search import trial_table
@@ -221,3 +222,43 @@ def test_a_killed_search_resumes_without_losing_or_retraining_trials(tmp_path: P
     study = optuna.load_study(study_name="run", storage=f"sqlite:///{run_dir / 'optuna.db'}")
     assert not [t for t in study.trials if t.state.name == "RUNNING"]
     assert "12 trials" in result.stdout
+
+
+def test_a_space_mixing_heads_intra_models_and_gates_searches_and_its_winner_trains(
+    tmp_path: Path,
+) -> None:
+    space = (Path(__file__).resolve().parents[2] / "search_spaces/collab_demo.yaml").read_text()
+    command = search_command(
+        tmp_path, space, "--samples", "6", "--sampler", "random", "--top", "6", "--seed", "1",
+        "--label-noise", "0.4",
+    )  # fmt: skip
+    run_cli(command, tmp_path)
+    run_dir = tmp_path / "results/run"
+    settings = json.loads((run_dir / "search.json").read_text())
+    assert settings["label_noise"] == {"fraction": 0.4, "mode": "epoch"}
+    for checkpoint in (run_dir / "graphs").glob("*/checkpoint.pt"):  # every trial trained noisy
+        identity = torch.load(checkpoint, weights_only=False)["identity"]
+        assert identity["label_noise"] == [0.4, "epoch"]
+    board = pd.read_csv(run_dir / "export/leaderboard.csv")
+    assert len(board) == 6
+    with_options = board[board["models"].str.contains(r"\[", regex=True)]
+    assert len(with_options) >= 1, board["models"].tolist()  # e.g. tiny_cnn_fc[h2@layer2+mid]
+    exported = sorted((run_dir / "export").glob("rank*.json"))
+    winner = next(
+        p for p in exported
+        if any("heads" in n or "intra" in n for n in json.loads(p.read_text())["nodes"])
+    )  # fmt: skip
+    graph = read_graph(winner)
+    assert any(graph.nodes[n].get("options") for n in graph)
+    result = subprocess.run(
+        [sys.executable, "-m", "dcl_search", "train", str(winner), "--epochs", "2",
+         "--out", str(tmp_path / "t")],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    summary = json.loads((tmp_path / "t/summary.json").read_text())
+    assert summary["epochs"] == 2
+    assert (
+        json.loads((tmp_path / "t/graph.json").read_text())["nodes"]
+        == json.loads(winner.read_text())["nodes"]
+    )

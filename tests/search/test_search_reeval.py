@@ -129,3 +129,39 @@ def test_a_run_that_cannot_train_is_one_line_not_a_ray_traceback(tmp_path: Path)
         "dcl-search: error: the training split has 27 images, fewer than one batch of 64"
     ], result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_transfer_of_a_collaborative_graph_with_label_noise(tmp_path: Path) -> None:
+    import json
+
+    import torch
+
+    from dcl_search.graphs import graph_from_node_link, read_graph
+
+    _imagefolder(tmp_path / "data")
+    data = {
+        "format": "dcl-search-graph",
+        "version": 1,
+        "nodes": [
+            {"id": 0, "model": "tiny_cnn_fc", "heads": 2, "intra": ["out", "kernel"]},
+            {"id": 1, "model": "tiny_cnn", "intra": {"mid": {"at": "stages"}}},
+        ],
+        "edges": [
+            {"source": 0, "target": 0, "gate": "through"},
+            {"source": 1, "target": 0, "gate": "linear"},
+            {"source": 1, "target": 1, "gate": "through"},
+        ],
+    }
+    graph_file = write_graph(graph_from_node_link(data), tmp_path / "found.json")
+    options = ("--recipe", "demo", "--epochs", "2", "--seeds", "1", "--val-fraction", "0.2")
+    result = _transfer(tmp_path, graph_file, *options, "--label-noise", "0.4")
+    assert result.returncode == 0, result.stderr[-3000:]
+    summaries = list((tmp_path / "out").rglob("summary.json"))
+    assert len(summaries) == 3  # the found graph, independent, dml:2
+    for path in summaries:
+        assert json.loads(path.read_text())["label_noise"] == {"fraction": 0.4, "mode": "epoch"}
+    (found,) = [p for p in summaries if read_graph(p.parent / "graph.json").nodes[0].get("options")]
+    options0 = read_graph(found.parent / "graph.json").nodes[0]["options"]
+    assert (options0.heads, [name for name, _ in options0.intra]) == (2, ["kernel", "out"])
+    weights = torch.load(found.parent / "weights/node0.pt")
+    assert not any(k.startswith(("tails", "trunk", "mid")) for k in weights)  # the plain network

@@ -163,8 +163,8 @@ BAD_CASES = [
         r"target_model is 'resnet33', not a registered model; known models: mlp, resnet110",
     ),
     (
-        BASE.replace("wrn28_2]", "vgg16]"),
-        r"models\[2\] is 'vgg16', not a registered model; known models: mlp",
+        BASE.replace("wrn28_2]", "vgg19]"),
+        r"models\[2\] is 'vgg19', not a registered model; known models: mlp",
     ),
     (
         BASE.replace("edge_gates: [through,", "edge_gates: [half,"),
@@ -408,3 +408,70 @@ def test_sampled_hyperparameters_reach_the_recipe() -> None:
         assert recipe.temperature == config["hp_temperature"]
         assert recipe.optimizer.lr == config["hp_optimizer.lr"]
         assert 0.01 <= recipe.optimizer.lr <= 0.2
+
+
+# --- collaborative options (heads, split, intra) --------------------------------------------
+
+
+def test_collab_options_are_sampled_only_where_they_apply() -> None:
+    space = load_search_space("collab_demo")
+    assert (space.heads, space.split, space.intra) == (
+        (1, 2),
+        ("default", "multi-instance"),
+        ("out", "mid", "pull_push", "kernel"),
+    )
+    seen = {"heads": 0, "multi": 0, "out": 0, "mid_mlp": 0}
+    for _, config in _trials(space, 150, seed=3):
+        graph, _ = config_to_graph(config, space)
+        for node in range(2):
+            model = graph.nodes[node]["model"]
+            options = graph.nodes[node].get("options")
+            self_loop = config[f"gate_{node}_{node}"] != "cutoff"
+            assert (f"heads_{node}" in config) == self_loop
+            assert (f"intra_{node}_out" in config) == (self_loop and model == "tiny_cnn_fc")
+            assert (f"intra_{node}_mid" in config) == (model != "mlp")  # mlp has no feature maps
+            heads = config.get(f"heads_{node}", 1)
+            intra = [n for n in space.intra if config.get(f"intra_{node}_{n}")]
+            if heads == 1 and not intra:
+                assert options is None
+                continue
+            assert options.heads == heads
+            assert [name for name, _ in options.intra] == sorted(intra)
+            if heads > 1:
+                split = config.get(f"split_{node}")
+                default = "hidden1" if model == "mlp" else "layer2"  # second-to-last stage
+                expected = "multi-instance" if split == "multi-instance" else default
+                assert options.split == expected
+                seen["multi"] += split == "multi-instance"
+            seen["heads"] += heads > 1
+            seen["out"] += "out" in intra
+    assert seen["heads"] and seen["multi"] and seen["out"]
+
+
+def test_a_fixed_heads_value_applies_to_every_node_whose_self_loop_teaches() -> None:
+    space = _space(nodes=2, models=("resnet32",), heads=(4,), edge_gates=("through",))
+    for _, config in _trials(space, 20, seed=2):
+        graph, _ = config_to_graph(config, space)
+        for node in range(2):
+            options = graph.nodes[node].get("options")
+            if config[f"gate_{node}_{node}"] == "cutoff":
+                assert options is None
+            else:
+                assert (options.heads, options.split) == (4, "stage2")
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"heads": (0, 2)}, "heads must be a list of distinct integers >= 1"),
+        ({"intra": ("dropout",)}, "intra[0] is 'dropout', not a registered intra-model option"),
+        (
+            {"heads": (1, 2), "split": ("stage3",)},
+            "split 'stage3' is not a split point of resnet32; allowed for it: default, multi-instance",
+        ),
+    ],
+)
+def test_bad_collab_options_in_a_space_are_refused(changes, message) -> None:
+    with pytest.raises(SearchSpaceError) as caught:
+        _space(**changes)
+    assert message in str(caught.value)

@@ -394,7 +394,7 @@ def test_each_node_gets_only_its_own_gradient(digits) -> None:
     trainer = CollaborativeTrainer(preset_graph("dml:2:mlp"), digits, _recipe(1))
     x = trainer.normalize(digits.train.images[:64])
     y = digits.train.labels[:64]
-    losses = trainer.loss(trainer._forward_all(x), y, 0.0)
+    losses = trainer.loss(trainer._forward_all(x, y)[0], y, 0.0)
     params = [list(m.parameters()) for m in trainer.models]
     for t in range(2):
         own = torch.autograd.grad(losses[t], params[t], retain_graph=True, allow_unused=True)
@@ -558,7 +558,7 @@ def test_fast_paths_compute_the_plain_losses_and_gradients(digits, precision: st
     results = {}
     for layout, trainer in trainers.items():
         inputs = trainer.normalize(digits.train.images[:64], trainer.channels_last)
-        losses = trainer.loss(trainer._forward_all(inputs), y, 0.5)
+        losses = trainer.loss(trainer._forward_all(inputs, y)[0], y, 0.5)
         losses.sum().backward()
         results[layout] = (
             losses.detach(),
