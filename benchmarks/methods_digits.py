@@ -22,13 +22,15 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import platform
 import statistics
 import sys
 import time
 from pathlib import Path
 
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from train_step import _device_name  # noqa: E402
 
 from dcl_search.datasets import load_dataset
 from dcl_search.graphs import FORMAT, VERSION, graph_from_node_link
@@ -184,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     report = {
         "date": today,
-        "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads",
+        "machine": _device_name("cpu"),
         "torch": torch.__version__,
         "recipe": recipe.to_dict(),
         "seeds": seeds,
