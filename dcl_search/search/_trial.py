@@ -28,6 +28,21 @@ from dcl_search.training import CollaborativeTrainer, Recipe, resolve_frozen_che
 
 POLL_SECONDS = 0.5
 PROGRESS = "progress.json"
+# Between the epochs where ASHA may stop a trial, save at most this often: short epochs then
+# cost no disk writes, and a crash loses at most this much training (resume is exact).
+CHECKPOINT_SECONDS = 30.0
+
+
+def asha_milestones(settings: SearchSettings, epochs: int) -> set[int]:
+    """The epochs after which ASHA may stop a trial (its rungs) and the last one.
+
+    Ray's ASHA puts rungs at grace_period · reduction_factor^k below max_t.
+    """
+    milestones, epoch = {epochs}, settings.grace_period
+    while epoch < epochs:
+        milestones.add(epoch)
+        epoch *= settings.reduction_factor
+    return milestones
 
 
 def trial_key(graph: nx.DiGraph, recipe: Recipe, settings: SearchSettings) -> str:
@@ -61,7 +76,9 @@ class _Reporter:
         self.trained = 0
         self.reused = 0
 
-    def report(self, row: dict[str, Any], trained_here: bool) -> None:
+    def report(self, row: dict[str, Any], trained_here: bool, checkpoint: bool = True) -> None:
+        """Reports one epoch; with ``checkpoint`` also Tune's record of how far this trial got
+        (the epochs after it are replayed from the graph store or retrained on restore)."""
         self.reported += 1
         if trained_here:
             self.trained += 1
@@ -72,7 +89,13 @@ class _Reporter:
             **self.extra,
             "trained_epochs": self.trained,
             "reused_epochs": self.reused,
+            # wall-clock stamps for the overhead breakdown (benchmarks/search_overhead.py);
+            # Tune's own "timestamp" has whole seconds only
+            "reported_at": time.time(),
         }
+        if not checkpoint:
+            tune.report(metrics)
+            return
         with tempfile.TemporaryDirectory() as folder:
             (Path(folder) / PROGRESS).write_text(json.dumps({"reported": self.reported}))
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
@@ -110,14 +133,22 @@ def _train(
         reporter.reported :
     ]:  # written by a trial killed before reporting
         reporter.report(metrics.row(), trained_here=False)
+    milestones = asha_milestones(settings, recipe.epochs)
+    saved_at = time.monotonic()
     for metrics in trainer.train_epochs():
-        trainer.save_checkpoint(store.checkpoint(key))
-        store.write_rows(key, [m.row() for m in trainer.history])
-        reporter.report(metrics.row(), trained_here=True)
+        save = metrics.epoch in milestones or time.monotonic() - saved_at >= CHECKPOINT_SECONDS
+        if save:
+            # the store first: a trial stopped right after this report leaves its epochs there
+            trainer.save_checkpoint(store.checkpoint(key))
+            store.write_rows(key, [m.row() for m in trainer.history])
+            saved_at = time.monotonic()
+        if metrics.epoch > reporter.reported:  # not when retraining after a restore
+            reporter.report(metrics.row(), trained_here=True, checkpoint=save)
 
 
 def run_trial(config: dict[str, Any], settings: SearchSettings) -> None:
     """The Tune function trainable: reports one result per epoch of the sampled graph."""
+    started_at = time.time()
     torch.set_num_threads(max(1, int(settings.cpus_per_trial)))
     sampled, hyperparameters = config_to_graph(config, settings.space)
     recipe = apply_hyperparameters(settings.recipe, hyperparameters)
@@ -132,6 +163,7 @@ def run_trial(config: dict[str, Any], settings: SearchSettings) -> None:
         return
     reporter = _Reporter(
         {
+            "started_at": started_at,
             "graph_hash": graph_hash(graph),
             "key": key,
             "num_nodes": graph.number_of_nodes(),

@@ -1,0 +1,130 @@
+"""Where a search's wall time goes: training vs the search machinery, for a 32-trial CPU search.
+
+    python benchmarks/search_overhead.py              # the README's main job without re-evaluation
+
+Runs ``dcl-search search --dataset digits --samples 32`` (the demo space and recipe, 2 trials at
+once on 2 cores) as a user does, then splits the slot time (wall × concurrent trials) with
+the per-epoch stamps every trial reports:
+
+- training: the epochs' own time (forward, backward, step, validation), trained epochs only;
+- start-up: from the command's start to the first trial's start (imports, Ray, Tune, workers);
+- trial set-up: from a trial's start to its first epoch (graph, models, data from the cache);
+- per-epoch reporting: between epochs, beyond the epoch itself (checkpoint, store, Tune report);
+- between trials: slots idle while Tune schedules the next trial;
+- wind-down: from the last report to the command's end (export, Ray shutdown).
+
+Writes benchmarks/results/search_overhead-<date>.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from train_step import _device_name  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _rows(run_dir: Path) -> list[list[dict]]:
+    trials = []
+    for path in sorted(run_dir.glob("trial_*/result.json")):
+        rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        if rows:
+            trials.append(rows)
+    return trials
+
+
+def breakdown(trials: list[list[dict]], started: float, ended: float, slots: int) -> dict:
+    first_start = min(rows[0]["started_at"] for rows in trials)
+    last_report = max(rows[-1]["reported_at"] for rows in trials)
+    wall = ended - started
+    slot_time = wall * slots
+    training = sum(
+        r["seconds"] for rows in trials for r in rows if r["trained_epochs"] and _trained(r, rows)
+    )
+    setup = sum(
+        rows[0]["reported_at"] - rows[0]["started_at"] - rows[0]["seconds"] for rows in trials
+    )
+    reporting = sum(
+        later["reported_at"] - earlier["reported_at"] - later["seconds"]
+        for rows in trials
+        for earlier, later in zip(rows[:-1], rows[1:], strict=True)
+    )
+    busy = sum(rows[-1]["reported_at"] - rows[0]["started_at"] for rows in trials)
+    parts = {
+        "training": training,
+        "start-up": (first_start - started) * slots,
+        "trial set-up": setup,
+        "per-epoch reporting": reporting,
+        "between trials": (last_report - first_start) * slots - busy,
+        "wind-down": (ended - last_report) * slots,
+    }
+    shares = {name: value / slot_time for name, value in parts.items()}
+    span = (last_report - first_start) * slots
+    return {
+        "wall_seconds": wall,
+        "slots": slots,
+        "trials": len(trials),
+        "epochs_reported": sum(len(rows) for rows in trials),
+        "seconds": parts,
+        "share_of_slot_time": shares,
+        "overhead_share": 1 - training / slot_time,
+        "overhead_share_while_trials_run": 1 - training / span,
+    }
+
+
+def _trained(row: dict, rows: list[dict]) -> bool:
+    index = rows.index(row)
+    before = rows[index - 1]["trained_epochs"] if index else 0
+    return row["trained_epochs"] > before  # reused epochs cost no training
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--samples", type=int, default=32)
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory() as tmp:
+        command = [
+            sys.executable, "-m", "dcl_search", "search", "--dataset", "digits",
+            "--samples", str(args.samples), "--storage", tmp, "--name", "run",
+        ]  # fmt: skip
+        env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
+        started = time.time()
+        subprocess.run(command, check=True, cwd=tmp, env=env, capture_output=True, text=True)
+        ended = time.time()
+        run_dir = Path(tmp) / "run"
+        settings = json.loads((run_dir / "search.json").read_text())
+        slots = int(settings.get("concurrency") or os.cpu_count() or 1)
+        report = breakdown(_rows(run_dir), started, ended, slots)
+    report.update(
+        {
+            "date": datetime.date.today().isoformat(),
+            "machine": _device_name("cpu"),
+            "command": "dcl-search search --dataset digits --samples " + str(args.samples),
+        }
+    )
+    for name, share in report["share_of_slot_time"].items():
+        print(f"{name:<22} {report['seconds'][name]:7.1f} slot-s  {100 * share:5.1f}%")
+    print(
+        f"wall {report['wall_seconds']:.1f} s × {slots} slots; overhead {100 * report['overhead_share']:.0f}% "
+        f"of all slot time, {100 * report['overhead_share_while_trials_run']:.0f}% while trials run"
+    )
+    today = report["date"]
+    out = args.out or ROOT / "benchmarks/results" / f"search_overhead-cpu-{today}.json"
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"written {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
