@@ -48,8 +48,12 @@ def breakdown(trials: list[list[dict]], started: float, ended: float, slots: int
     last_report = max(rows[-1]["reported_at"] for rows in trials)
     wall = ended - started
     slot_time = wall * slots
+    # reused epochs (replayed from the graph store) cost no training
     training = sum(
-        r["seconds"] for rows in trials for r in rows if r["trained_epochs"] and _trained(r, rows)
+        row["seconds"]
+        for rows in trials
+        for before, row in zip([{"trained_epochs": 0}, *rows[:-1]], rows, strict=True)
+        if row["trained_epochs"] > before["trained_epochs"]
     )
     setup = sum(
         rows[0]["reported_at"] - rows[0]["started_at"] - rows[0]["seconds"] for rows in trials
@@ -80,12 +84,6 @@ def breakdown(trials: list[list[dict]], started: float, ended: float, slots: int
         "overhead_share": 1 - training / slot_time,
         "overhead_share_while_trials_run": 1 - training / span,
     }
-
-
-def _trained(row: dict, rows: list[dict]) -> bool:
-    index = rows.index(row)
-    before = rows[index - 1]["trained_epochs"] if index else 0
-    return row["trained_epochs"] > before  # reused epochs cost no training
 
 
 def main(argv: list[str] | None = None) -> int:

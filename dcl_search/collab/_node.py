@@ -78,6 +78,10 @@ class CollaborativeNode(nn.Module):
     ) -> None:
         super().__init__()
         self.options = options
+        # resolved once: train_forward reads them every step
+        self._out, self._mid, self._pull_push, self._kernel = (
+            options.option(name) for name in ("out", "mid", "pull_push", "kernel")
+        )
         base = build_model(model, num_classes, in_channels)
         # not registered: its modules are registered below, once, as trunk / head 0
         object.__setattr__(self, "_base", base)
@@ -113,7 +117,7 @@ class CollaborativeNode(nn.Module):
         self.mid = nn.ModuleDict()
         self.pull_push = nn.ModuleDict()
         for name, module_dict in (("mid", self.mid), ("pull_push", self.pull_push)):
-            opts = self.options.option(name)
+            opts = self._mid if name == "mid" else self._pull_push
             if opts is None:
                 continue
             # every block but the last (whose output is the network's own prediction)
@@ -127,7 +131,7 @@ class CollaborativeNode(nn.Module):
                     else nn.Conv2d(width, width, 1)  # the paper's projection g_i
                 )
         self._kernel_convs: list[nn.Conv2d] = []
-        kernel = self.options.option("kernel")
+        kernel = self._kernel
         if kernel is not None:
             stage_names = [name for name, _ in layout.stages][-kernel.stages :]
             self._kernel_convs = [
@@ -150,8 +154,7 @@ class CollaborativeNode(nn.Module):
     # -- training ----------------------------------------------------------------------------
 
     def train_forward(self, x: torch.Tensor, labels: torch.Tensor) -> NodeOutput:
-        opts = self.options
-        heads = opts.heads
+        heads = self.options.heads
         features: list[torch.Tensor] = []
         h = x
         for block in self.trunk:
@@ -159,7 +162,7 @@ class CollaborativeNode(nn.Module):
             features.append(h)
         if heads > 1 and len(self.trunk):
             h = scale_gradient(h, 1.0 / heads)
-        out = opts.option("out")
+        out = self._out
         population = []
         for index, tail in enumerate(self.tails):
             g = h
@@ -181,7 +184,7 @@ class CollaborativeNode(nn.Module):
             own = consensus_loss(predictions, labels, alpha, temperature)
             result.own = scale_gradient(own, float(heads)) if heads > 1 else own
         if self._kernel_convs:
-            weight = opts.option("kernel").weight
+            weight = self._kernel.weight
             result.extra = (
                 weight * torch.stack([kernel_loss(c.weight) for c in self._kernel_convs]).sum()
             )
@@ -196,13 +199,13 @@ class CollaborativeNode(nn.Module):
         logits: torch.Tensor,
     ) -> list[tuple[torch.Tensor, list[nn.Parameter]]]:
         per_block: dict[int, torch.Tensor] = {}
-        mid = self.options.option("mid")
+        mid = self._mid
         if mid is not None:
             at = [int(i) for i in self.mid]
             local_logits = [self.mid[str(i)](features[i]) for i in at]
             losses = mid_losses(local_logits, logits, labels, mid.alpha, mid.beta, mid.temperature)
             per_block.update(dict(zip(at, losses, strict=True)))
-        pull_push = self.options.option("pull_push")
+        pull_push = self._pull_push
         if pull_push is not None:
             at = [int(i) for i in self.pull_push]
             onehot = F.one_hot(labels, logits.shape[1]).float()

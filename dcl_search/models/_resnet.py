@@ -34,16 +34,27 @@ class _ShortcutA(nn.Module):
         return F.pad(x, (0, 0, 0, 0, *self.pad))
 
 
-class _BasicBlock(nn.Module):
-    def __init__(self, in_planes: int, planes: int, stride: int) -> None:
+def _shortcut_b(in_planes: int, planes: int, stride: int) -> nn.Module:
+    """The paper's option B: a 1x1 projection (and batch norm) when the shape changes."""
+    return nn.Sequential(
+        nn.Conv2d(in_planes, planes, 1, stride=stride, bias=False), nn.BatchNorm2d(planes)
+    )
+
+
+class BasicBlock(nn.Module):
+    """Two 3x3 conv-BN layers and a shortcut, option ``"A"`` (parameter-free, the CIFAR
+    ResNets of Sec. 4.2) or ``"B"`` (projection, ResNet-18) when the shape changes."""
+
+    def __init__(self, in_planes: int, planes: int, stride: int, shortcut: str = "A") -> None:
         super().__init__()
         self.conv1 = conv3x3(in_planes, planes, stride)
         self.bn1 = nn.BatchNorm2d(planes)
         self.conv2 = conv3x3(planes, planes)
         self.bn2 = nn.BatchNorm2d(planes)
         self.relu = nn.ReLU(inplace=True)
+        projection = {"A": _ShortcutA, "B": _shortcut_b}[shortcut]
         self.shortcut: nn.Module = (
-            _ShortcutA(in_planes, planes, stride)
+            projection(in_planes, planes, stride)
             if stride != 1 or in_planes != planes
             else nn.Identity()
         )
@@ -75,7 +86,7 @@ class CifarResNet(ImageClassifier):
         for planes, stride in ((16, 1), (32, 2), (64, 2)):
             blocks = []
             for i in range(n):
-                blocks.append(_BasicBlock(in_planes, planes, stride if i == 0 else 1))
+                blocks.append(BasicBlock(in_planes, planes, stride if i == 0 else 1))
                 in_planes = planes
             stages.append(nn.Sequential(*blocks))
         self.stages = nn.Sequential(*stages)

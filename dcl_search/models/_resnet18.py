@@ -19,29 +19,7 @@ from dcl_search.models._base import (
     init_weights,
     register_model,
 )
-
-
-class _BasicBlock(nn.Module):
-    """Two 3x3 conv-BN layers and a shortcut; option B: a 1x1 projection when the shape changes."""
-
-    def __init__(self, in_planes: int, planes: int, stride: int) -> None:
-        super().__init__()
-        self.conv1 = conv3x3(in_planes, planes, stride)
-        self.bn1 = nn.BatchNorm2d(planes)
-        self.conv2 = conv3x3(planes, planes)
-        self.bn2 = nn.BatchNorm2d(planes)
-        self.relu = nn.ReLU(inplace=True)
-        self.shortcut: nn.Module = nn.Identity()
-        if stride != 1 or in_planes != planes:
-            self.shortcut = nn.Sequential(
-                nn.Conv2d(in_planes, planes, 1, stride=stride, bias=False),
-                nn.BatchNorm2d(planes),
-            )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
-        return self.relu(out + self.shortcut(x))
+from dcl_search.models._resnet import BasicBlock
 
 
 class ResNet18(ImageClassifier):
@@ -62,7 +40,7 @@ class ResNet18(ImageClassifier):
         for planes, stride in ((64, 1), (128, 2), (256, 2), (512, 2)):
             stages.append(
                 nn.Sequential(
-                    _BasicBlock(in_planes, planes, stride), _BasicBlock(planes, planes, 1)
+                    BasicBlock(in_planes, planes, stride, "B"), BasicBlock(planes, planes, 1, "B")
                 )
             )
             in_planes = planes

@@ -220,23 +220,17 @@ class CollaborativeTrainer:
     ) -> torch.Tensor:
         own = [outputs[n].own if n in outputs else None for n in range(self.num_nodes)]
         losses = self.loss(logits, y, progress, own)
-        extra = [outputs[n].extra for n in range(self.num_nodes) if n in outputs]
-        if any(e is not None for e in extra):
-            losses = losses + torch.stack(
-                [
-                    outputs[n].extra.float()
-                    if n in outputs and outputs[n].extra is not None
-                    else losses.new_zeros(())
-                    for n in range(self.num_nodes)
-                ]
-            )
-        local_sum = losses.new_zeros(self.num_nodes)
-        # layer-local losses (mid, pull_push) update only their own layer: a backward each,
-        # restricted to that layer's parameters, before the shared graph is freed
+        ungated = torch.zeros_like(losses)  # weight-only losses (kernel), outside the gates
+        local_sum = torch.zeros_like(losses)
         for node, output in outputs.items():
+            if output.extra is not None:
+                ungated[node] = output.extra.float()
+            # layer-local losses (mid, pull_push) update only their own layer: a backward
+            # each, restricted to that layer's parameters, before the shared graph is freed
             for loss, params in output.local:
                 loss.backward(inputs=params, retain_graph=True)
                 local_sum[node] += loss.detach().float()
+        losses = losses + ungated
         losses.sum().backward()
         return losses.detach() + local_sum
 
