@@ -10,6 +10,8 @@ from pathlib import Path
 from dcl_search.cli._common import add_data_options, load_recipe_option
 from dcl_search.search import (
     SearchSettings,
+    all_trials_failed,
+    cached_data,
     export_run,
     load_search_space,
     ranked,
@@ -185,14 +187,17 @@ def report_search(run_dir: Path, top: int, seconds: float | None = None) -> None
 def run(args: argparse.Namespace) -> int:
     from dcl_search.cli._reeval import reevaluate_run
 
+    settings = SearchSettings.load(args.resume) if args.resume else _settings(args)
+    if not args.address:
+        # a missing or malformed dataset is one line now, not a failed trial after Ray's start
+        # (on a cluster the data lives on the workers, which may be other machines)
+        cached_data(settings.data)
     if args.resume:
-        settings = SearchSettings.load(args.resume)
         print(
             f"resuming search {settings.run_dir} ({settings.samples} samples in all)",
             file=sys.stderr,
         )
     else:
-        settings = _settings(args)
         print(
             f"search {settings.run_dir}: {settings.samples} graphs from {settings.space.nodes.min}"
             f"-{settings.space.nodes.max} nodes on {settings.dataset}, ASHA to {settings.recipe.epochs} epochs, "
@@ -208,6 +213,10 @@ def run(args: argparse.Namespace) -> int:
         )
         return 130
     report_search(settings.run_dir, args.top, seconds)
+    failure = all_trials_failed(settings.run_dir)
+    if failure:
+        print(f"dcl-search: {failure}", file=sys.stderr)
+        return 1
     if args.reeval_top:
         reevaluate_run(
             settings.run_dir,

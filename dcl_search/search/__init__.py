@@ -13,7 +13,7 @@ from dcl_search.search._reeval import (
     train_candidates,
     without_checkpoints,
 )
-from dcl_search.search._results import ranked, top_graphs, trial_table
+from dcl_search.search._results import all_trials_failed, ranked, top_graphs, trial_table
 from dcl_search.search._settings import SearchError, SearchSettings
 from dcl_search.search._space import (
     SEARCH_SPACES,
@@ -39,6 +39,7 @@ __all__ = [
     "SearchError",
     "SearchSettings",
     "SearchSpace",
+    "all_trials_failed",
     "apply_hyperparameters",
     "baselines",
     "config_to_graph",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import networkx as nx
@@ -93,6 +94,9 @@ def trial_table(run_dir: str | Path) -> pd.DataFrame:
     if not rows:
         raise SearchError(f"{run_dir}: the search has no trials yet")
     table = pd.DataFrame(rows)
+    for column in ("acc_node0", "acc_ensemble"):  # absent when no trial finished an epoch
+        if column not in table.columns:
+            table[column] = float("nan")
     accuracy_columns = sorted(c for c in table.columns if c.startswith("acc_node")) + [
         "acc_ensemble"
     ]
@@ -125,3 +129,17 @@ def top_graphs(run_dir: str | Path, k: int) -> list[tuple[nx.DiGraph, pd.Series]
     return [
         (read_graph(run_dir / "graphs" / row.key / GRAPH), row) for row in best.head(k).itertuples()
     ]
+
+
+def all_trials_failed(run_dir: str | Path) -> str | None:
+    """None if any trial did not fail; else a line naming the first trial's error and its file."""
+    run_dir = Path(run_dir)
+    table = trial_table(run_dir)
+    if (table["status"] != STATUS_ERROR).any():
+        return None
+    first = table["trial"].iloc[0]
+    error_file = run_dir / f"trial_{first}" / "error.txt"
+    lines = error_file.read_text().strip().splitlines() if error_file.exists() else []
+    reason = lines[-1].strip() if lines else "no error message was saved"
+    reason = re.sub(r"^dcl_search\._errors\.\w+: ", "", reason)  # our errors say it all
+    return f"all {len(table)} trials failed; trial {first}: {reason} (full traceback: {error_file})"

@@ -79,6 +79,23 @@ def test_missing_dataset_says_where_it_looked(tmp_path: Path, capsys) -> None:
     assert "cifar10" in line and str(tmp_path / "nodata") in line and "cifar-10-batches-py" in line
 
 
+def test_search_checks_the_dataset_before_starting_ray(tmp_path: Path, capsys) -> None:
+    status = main(
+        [
+            "search",
+            "--dataset",
+            "cifar100",
+            "--data-dir",
+            str(tmp_path / "nodata"),
+            "--storage",
+            str(tmp_path / "results"),
+        ]
+    )
+    line = _one_error_line(capsys, status)
+    assert "cifar100 dataset not found" in line and "cifar-100-python" in line
+    assert not (tmp_path / "results").exists()
+
+
 def test_recipe_with_an_unknown_key(tmp_path: Path, capsys) -> None:
     recipe = tmp_path / "r.yaml"
     recipe.write_text("epochs: 2\nlearning_rate: 0.1\n")

@@ -184,6 +184,30 @@ def test_a_duplicate_graph_is_not_trained_twice(tmp_path: Path) -> None:
     assert len(list((tmp_path / "results/run/graphs").iterdir())) == 1
 
 
+def test_a_search_whose_every_trial_fails_says_why_and_exits_1(tmp_path: Path) -> None:
+    recipe = tmp_path / "big.yaml"
+    recipe.write_text("epochs: 2\nbatch_size: 4096\n")  # more than the digits training split
+    command = search_command(
+        tmp_path, ONE_GRAPH_SPACE, "--samples", "2", "--recipe", str(recipe), "--max-failures", "0"
+    )
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
+    result = subprocess.run(
+        command, cwd=tmp_path, capture_output=True, text=True, timeout=300, env=env
+    )
+    assert result.returncode == 1, result.stderr[-3000:]
+    last = result.stderr.strip().splitlines()[-1]
+    run_dir = tmp_path / "results/run"
+    first = sorted(run_dir.glob("trial_*"))[0]
+    assert last == (
+        f"dcl-search: all 2 trials failed; trial {first.name.removeprefix('trial_')}: "
+        "the training split has 1295 images, fewer than one batch of 4096 "
+        f"(full traceback: {first / 'error.txt'})"
+    )
+    table = trial_table(run_dir)
+    assert list(table["status"]) == ["error", "error"]
+    assert table["acc_node0"].isna().all()
+
+
 def _ended_trials(log: Path) -> list[str]:
     """Trial ids the driver printed as ended ("[k/N] <id> done|stopped ...")."""
     if not log.exists():
