@@ -187,6 +187,11 @@ class SearchSpace:
         object.__setattr__(self, "hyperparameters", self._checked_hyperparameters())
         self._check_collaborative()
 
+    @property
+    def collaborative(self) -> bool:
+        """Whether any node may get collaborative options (more heads, intra-model losses)."""
+        return max(self.heads) > 1 or bool(self.intra)
+
     def _check_collaborative(self) -> None:
         heads = tuple(self.heads) if isinstance(self.heads, (list, tuple)) else self.heads
         if (
@@ -206,7 +211,7 @@ class SearchSpace:
         if not isinstance(split, tuple) or not split or len(set(split)) != len(split):
             raise SearchSpaceError(f"split must be a list of distinct names, got {self.split!r}")
         object.__setattr__(self, "split", split)
-        if max(heads) == 1 and not self.intra:
+        if not self.collaborative:
             return
         for model in dict.fromkeys((self.target_model, *self.models)):
             traits = model_traits(model)
@@ -405,6 +410,8 @@ def _option_choices(
     space: SearchSpace, config: dict[str, Any], node: int, model: str, num_nodes: int
 ) -> list[tuple[str, tuple[Any, ...]]]:
     """The option parameters node ``node`` samples, given its model and its sampled gates."""
+    if not space.collaborative:
+        return []  # and no model_traits: its first meta-device build costs a second
     traits = model_traits(model)
     gates = [config[f"gate_{s}_{node}"] for s in range(num_nodes)]
     if traits is None or all(g == CUTOFF for g in gates):
@@ -422,7 +429,7 @@ def _option_choices(
 def _node_options(
     config: dict[str, Any], space: SearchSpace, node: int, model: str, self_loop: bool
 ) -> NodeOptions | None:
-    if model_traits(model) is None:
+    if not space.collaborative or model_traits(model) is None:
         return None  # no layout to act on (see _option_choices)
     fixed = space.heads[0] if len(space.heads) == 1 and self_loop else 1
     heads = config.get(f"heads_{node}", fixed)
