@@ -8,9 +8,13 @@ the per-epoch stamps every trial reports:
 
 - training: the epochs' own time (forward, backward, step, validation), trained epochs only;
 - start-up: from the command's start to the first trial's start (imports, Ray, Tune, workers);
-- trial set-up: from a trial's start to its first epoch (graph, models, data from the cache);
+- teacher pre-training: frozen teachers trained once per search inside a trial's set-up
+  (training work, so not counted as overhead);
+- trial set-up: the rest of a trial's start to its first epoch (graph, models, data cache);
 - per-epoch reporting: between epochs, beyond the epoch itself (checkpoint, store, Tune report);
 - between trials: slots idle while Tune schedules the next trial;
+- tail: slots idle after the last trial started, waiting for the longest trials (ASHA with
+  few samples per slot; it shrinks as samples ≫ concurrency);
 - wind-down: from the last report to the command's end (export, Ray shutdown).
 
 Writes benchmarks/results/search_overhead-<date>.json.
@@ -43,20 +47,27 @@ def _rows(run_dir: Path) -> list[list[dict]]:
     return trials
 
 
+def trained_epoch_seconds(trials: list[list[dict]]) -> list[float]:
+    """The ``seconds`` of every epoch a trial trained itself: ``trained_epochs`` grew against the
+    row before. A graph that another trial already trained is replayed from the store for free."""
+    return [
+        row["seconds"]
+        for rows in trials
+        for before, row in zip([{"trained_epochs": 0}, *rows[:-1]], rows, strict=True)
+        if row["trained_epochs"] > before["trained_epochs"]
+    ]
+
+
 def breakdown(trials: list[list[dict]], started: float, ended: float, slots: int) -> dict:
     first_start = min(rows[0]["started_at"] for rows in trials)
     last_report = max(rows[-1]["reported_at"] for rows in trials)
     wall = ended - started
     slot_time = wall * slots
-    # reused epochs (replayed from the graph store) cost no training
-    training = sum(
-        row["seconds"]
-        for rows in trials
-        for before, row in zip([{"trained_epochs": 0}, *rows[:-1]], rows, strict=True)
-        if row["trained_epochs"] > before["trained_epochs"]
-    )
-    setup = sum(
-        rows[0]["reported_at"] - rows[0]["started_at"] - rows[0]["seconds"] for rows in trials
+    training = sum(trained_epoch_seconds(trials))
+    teachers = sum(max(row.get("teacher_seconds", 0.0) for row in rows) for rows in trials)
+    setup = (
+        sum(rows[0]["reported_at"] - rows[0]["started_at"] - rows[0]["seconds"] for rows in trials)
+        - teachers
     )
     reporting = sum(
         later["reported_at"] - earlier["reported_at"] - later["seconds"]
@@ -64,16 +75,25 @@ def breakdown(trials: list[list[dict]], started: float, ended: float, slots: int
         for earlier, later in zip(rows[:-1], rows[1:], strict=True)
     )
     busy = sum(rows[-1]["reported_at"] - rows[0]["started_at"] for rows in trials)
+    last_start = max(rows[0]["started_at"] for rows in trials)
+    busy_after_last_start = sum(
+        max(0.0, rows[-1]["reported_at"] - max(rows[0]["started_at"], last_start))
+        for rows in trials
+    )
+    tail = (last_report - last_start) * slots - busy_after_last_start
     parts = {
         "training": training,
+        "teacher pre-training": teachers,
         "start-up": (first_start - started) * slots,
         "trial set-up": setup,
         "per-epoch reporting": reporting,
-        "between trials": (last_report - first_start) * slots - busy,
+        "between trials": (last_report - first_start) * slots - busy - tail,
+        "tail": tail,
         "wind-down": (ended - last_report) * slots,
     }
     shares = {name: value / slot_time for name, value in parts.items()}
     span = (last_report - first_start) * slots
+    work = training + teachers
     return {
         "wall_seconds": wall,
         "slots": slots,
@@ -81,8 +101,10 @@ def breakdown(trials: list[list[dict]], started: float, ended: float, slots: int
         "epochs_reported": sum(len(rows) for rows in trials),
         "seconds": parts,
         "share_of_slot_time": shares,
-        "overhead_share": 1 - training / slot_time,
-        "overhead_share_while_trials_run": 1 - training / span,
+        "overhead_share": 1 - work / slot_time,
+        "overhead_share_while_trials_run": 1 - work / span,
+        # the per-trial machinery (set-up, reporting, scheduling) against slot time in use
+        "per_trial_overhead_share": 1 - work / (span - tail),
     }
 
 
@@ -115,7 +137,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name:<22} {report['seconds'][name]:7.1f} slot-s  {100 * share:5.1f}%")
     print(
         f"wall {report['wall_seconds']:.1f} s × {slots} slots; overhead {100 * report['overhead_share']:.0f}% "
-        f"of all slot time, {100 * report['overhead_share_while_trials_run']:.0f}% while trials run"
+        f"of all slot time, {100 * report['overhead_share_while_trials_run']:.0f}% while trials run, "
+        f"{100 * report['per_trial_overhead_share']:.0f}% per trial (set-up, reporting, scheduling)"
     )
     today = report["date"]
     out = args.out or ROOT / "benchmarks/results" / f"search_overhead-cpu-{today}.json"

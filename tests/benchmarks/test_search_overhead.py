@@ -1,0 +1,72 @@
+"""benchmarks/search_overhead.py's split of slot time, on hand-built trial rows."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "search_overhead.py"
+
+
+@pytest.fixture(scope="module")
+def overhead() -> ModuleType:
+    # benchmarks/ is a folder of scripts, not a package: load the file itself
+    sys.path.insert(0, str(SCRIPT.parent))
+    spec = importlib.util.spec_from_file_location("search_overhead_benchmark", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def _row(started: float, reported: float, seconds: float, trained: int, **extra) -> dict:
+    return {
+        "started_at": started,
+        "reported_at": reported,
+        "seconds": seconds,
+        "trained_epochs": trained,
+        **extra,
+    }
+
+
+def test_breakdown_splits_slot_time_into_hand_computed_parts(overhead) -> None:
+    # command 0..20 s on 2 slots (40 slot-s)
+    # slot A: trial 1 starts at 4, pre-trains a teacher (3 s), set-up 1 s, epochs of 2 s
+    #         reported at 10 and 12.5 (0.5 s reporting), then trial 3 starts at 13
+    #         (1 s scheduling gap): set-up 0.5 s, one epoch of 1.5 s reported at 15
+    # slot B: trial 2 starts at 4, set-up 1 s, epochs reported at 7 and 16 (3 s + 8 s)
+    trials = [
+        [
+            _row(4.0, 10.0, 2.0, 1, teacher_seconds=3.0),
+            _row(4.0, 12.5, 2.0, 2, teacher_seconds=3.0),
+        ],
+        [_row(4.0, 7.0, 2.0, 1), _row(4.0, 16.0, 8.0, 2)],
+        [_row(13.0, 15.0, 1.5, 1)],
+    ]
+    report = overhead.breakdown(trials, started=0.0, ended=20.0, slots=2)
+    parts = report["seconds"]
+    assert parts["training"] == pytest.approx(2 + 2 + 2 + 8 + 1.5)
+    assert parts["teacher pre-training"] == pytest.approx(3.0)
+    assert parts["start-up"] == pytest.approx(8.0)
+    assert parts["trial set-up"] == pytest.approx(1 + 1 + 0.5)
+    assert parts["per-epoch reporting"] == pytest.approx(0.5 + 1.0)
+    # after the last start (13): slot A busy 13..15, slot B 13..16; idle 15..16 on A
+    assert parts["tail"] == pytest.approx(1.0)
+    assert parts["between trials"] == pytest.approx(0.5)  # 12.5..13 on slot A
+    assert parts["wind-down"] == pytest.approx(8.0)
+    assert sum(parts.values()) == pytest.approx(40.0)
+    work = 15.5 + 3.0
+    assert report["overhead_share"] == pytest.approx(1 - work / 40)
+    assert report["overhead_share_while_trials_run"] == pytest.approx(1 - work / 24)
+    assert report["per_trial_overhead_share"] == pytest.approx(1 - work / 23)
+
+
+def test_replayed_epochs_cost_no_training(overhead) -> None:
+    # the first row was replayed from the graph store: trained_epochs did not grow
+    trials = [[_row(0.0, 1.0, 0.7, 0), _row(0.0, 2.0, 0.9, 1)]]
+    report = overhead.breakdown(trials, started=0.0, ended=2.0, slots=1)
+    assert report["seconds"]["training"] == pytest.approx(0.9)
