@@ -122,3 +122,14 @@ def test_digits() -> None:
     # 0..16 scaled by 255/16 and rounded half up: 8 -> 128, 1 -> 16.
     assert set(pixels.unique().tolist()) <= {int(v * 255 / 16 + 0.5) for v in range(17)}
     assert 128 in set(pixels.unique().tolist())
+
+
+def test_digits_read_from_the_bundled_file_equal_scikit_learns_loader() -> None:
+    from sklearn.datasets import load_digits
+
+    from dcl_search.datasets._digits import _bundled_digits
+
+    images, target = _bundled_digits()
+    reference = load_digits()
+    assert np.array_equal(images, reference.images) and images.dtype == reference.images.dtype
+    assert np.array_equal(target, reference.target) and target.dtype == np.int64
