@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-import sys
+from dcl_search.cli import console
 
-from dcl_search.cli import main
-
-sys.exit(main())
+console()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import atexit
+import os
 import sys
 from collections.abc import Sequence
 
@@ -40,5 +42,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
+def console() -> None:
+    """The installed ``dcl-search`` command: :func:`main`, then a quick exit.
+
+    Once everything is written, Python's own finalization (tearing down torch, Ray, pandas)
+    still takes over a second after every command and changes nothing on disk; so Ray is
+    stopped, the exit handlers run and the streams are flushed, and the process ends there.
+    """
+    code = main()
+    ray = sys.modules.get("ray")
+    if ray is not None and ray.is_initialized():
+        ray.shutdown()
+    atexit._run_exitfuncs()  # logging, sqlite and the like close as at a normal exit
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    console()
