@@ -2,7 +2,7 @@
 
 results/<name>/
     search.json          the settings (``--resume`` reads them)
-    optuna.db            the Optuna study (``optuna-dashboard sqlite:///results/<name>/optuna.db``)
+    optuna.log           the Optuna study, a journal file (``optuna-dashboard results/<name>/optuna.log``)
     trial_<id>/          Tune's per-trial results, TensorBoard events, checkpoints
     graphs/<key>/        one folder per distinct trained graph (see _store.py)
     pretrained/          frozen teachers pre-trained for this search
@@ -20,7 +20,6 @@ from dcl_search.search._settings import SearchError, SearchSettings
 from dcl_search.search._store import GraphStore, record_ended
 
 METRIC = "acc_node0"
-OPTUNA_DB = "optuna.db"
 
 
 def quiet_ray_environment() -> None:
@@ -110,9 +109,14 @@ def _searcher(settings: SearchSettings):
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
 
-    from dcl_search.search._optuna import DefineByRun, PrunedAwareOptunaSearch, make_sampler
+    from dcl_search.search._optuna import (
+        DefineByRun,
+        PrunedAwareOptunaSearch,
+        make_sampler,
+        optuna_storage,
+    )
 
-    storage = optuna.storages.RDBStorage(f"sqlite:///{(settings.run_dir / OPTUNA_DB).resolve()}")
+    storage = optuna_storage(settings.run_dir)
     searcher = PrunedAwareOptunaSearch(
         space=DefineByRun(settings.space),
         metric=METRIC,
@@ -216,7 +220,8 @@ def _fail_stale_optuna_trials(settings: SearchSettings) -> None:
     import optuna
     from optuna.trial import TrialState
 
-    storage = f"sqlite:///{(settings.run_dir / OPTUNA_DB).resolve()}"
-    study = optuna.load_study(study_name=settings.name, storage=storage)
+    from dcl_search.search._optuna import optuna_storage
+
+    study = optuna.load_study(study_name=settings.name, storage=optuna_storage(settings.run_dir))
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         study.tell(trial.number, state=TrialState.FAIL)

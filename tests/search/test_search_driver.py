@@ -21,6 +21,7 @@ import torch
 
 from dcl_search.graphs import read_graph
 from dcl_search.search import trial_table
+from dcl_search.search._optuna import optuna_storage
 
 TINY_SPACE = """\
 nodes: 2
@@ -97,7 +98,7 @@ def test_search_completes_and_asha_stops_trials_early(tiny_search) -> None:
 
 def test_stopped_trials_are_pruned_in_the_optuna_study(tiny_search) -> None:
     run_dir, _ = tiny_search
-    study = optuna.load_study(study_name="run", storage=f"sqlite:///{run_dir / 'optuna.db'}")
+    study = optuna.load_study(study_name="run", storage=optuna_storage(run_dir))
     states = pd.Series([t.state.name for t in study.trials]).value_counts().to_dict()
     table = trial_table(run_dir)
     assert states.get("PRUNED", 0) == (table["status"] == "pruned").sum()
@@ -243,7 +244,7 @@ def test_a_killed_search_resumes_without_losing_or_retraining_trials(tmp_path: P
     assert set(ended) <= set(table["trial"])
     for trial, text in before.items():  # neither lost nor trained again
         assert (run_dir / f"trial_{trial}/result.json").read_text() == text
-    study = optuna.load_study(study_name="run", storage=f"sqlite:///{run_dir / 'optuna.db'}")
+    study = optuna.load_study(study_name="run", storage=optuna_storage(run_dir))
     assert not [t for t in study.trials if t.state.name == "RUNNING"]
     assert "12 trials" in result.stdout
 
