@@ -260,7 +260,7 @@ def main(argv: list[str] | None = None) -> int:
     print_table(results, args.device)
     print(
         f"recommended: {recommendation['flag']} {recommendation['value']:g} "
-        f"({recommendation['packing']} trials at once: "
+        f"({recommendation['packing']} trial{'s' if recommendation['packing'] > 1 else ''} at once: "
         f"{recommendation['epochs_per_hour_running']:.0f} trial-epochs/h while trials run, "
         f"{recommendation['ratio_running']:.2f}x packing {results[0]['packing']})"
     )
