@@ -2,6 +2,7 @@
 
     python benchmarks/fuse_nodes.py --device cpu          # tiny_cnn and resnet32, K = 2 and 3
     python benchmarks/fuse_nodes.py --device cuda         # the same on the GPU, bf16 autocast
+    python benchmarks/fuse_nodes.py --device cuda --compile   # and the loop under torch.compile
 
 A DCL step sends the same batch through every node, and the trainer runs the nodes one after
 another: K forward and backward passes of a small CIFAR network, each hundreds of kernels
@@ -32,6 +33,9 @@ same whichever layout holds the weights). Three implementations, on the same wei
   its weights (a trainer would step it directly); :meth:`Grouped.node_tensors` slices weights,
   gradients and running statistics back per node. Models this cannot express (any module
   outside a known list) raise :class:`NotGroupable`.
+
+``--compile`` adds a fourth, ``compiled``: the loop's K forwards under ``torch.compile``
+(inductor; the warm-up, which includes compiling, is timed separately in the JSON).
 
 Synthetic CIFAR-shaped batch (``--batch`` × 3 × 32 × 32, 100 classes), channels_last like the
 trainer, bf16 autocast on CUDA. After a warm-up, the three implementations alternate within
@@ -102,6 +106,20 @@ class Loop:
     def zero_grad(self) -> None:
         for model in self.models:
             model.zero_grad(set_to_none=True)
+
+
+class Compiled(Loop):
+    """The loop with the K forwards compiled into one graph by ``torch.compile`` (inductor):
+    fused elementwise kernels, and on CUDA fewer launches. ``--compile`` adds it."""
+
+    name = "compiled"
+
+    def __init__(self, models: list[nn.Module]) -> None:
+        super().__init__(models)
+        self._compiled = torch.compile(super().forward)
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        return self._compiled(x)
 
 
 class _GlobalMeanPool(nn.Module):
@@ -382,6 +400,8 @@ def make_implementation(name: str, models: list[nn.Module], channels_last: bool 
         return Loop(models)
     if name == "vmap":
         return Vmap(models)
+    if name == "compiled":
+        return Compiled(models)
     return Grouped(models, channels_last)
 
 
@@ -424,14 +444,17 @@ def bench_one(model: str, k: int, args, device: str) -> dict:
     models = build_nodes(model, k, device)
     impls = []
     skipped = {}
-    for name in IMPLEMENTATIONS:
+    for name in IMPLEMENTATIONS + (("compiled",) if args.compile else ()):
         try:
             impls.append(make_implementation(name, models))
         except NotGroupable as error:
             skipped[name] = str(error)
             print(f"{model} K={k}: {name} skipped: {error}", flush=True)
-    for impl in impls:  # warm-up: kernels, allocator, oneDNN / cuDNN algorithm choice
+    warm_up_seconds = {}
+    for impl in impls:  # warm-up: kernels, allocator, oneDNN / cuDNN algorithms, compilation
+        started = time.perf_counter()
         _time(impl, x, y, max(2, args.steps // 5), device, autocast_dtype)
+        warm_up_seconds[impl.name] = round(time.perf_counter() - started, 2)
     ms: dict[str, list[float]] = {impl.name: [] for impl in impls}
     for rep in range(args.reps):
         for impl in impls:
@@ -448,24 +471,21 @@ def bench_one(model: str, k: int, args, device: str) -> dict:
         "speedup_vs_loop": {
             name: medians["loop"] / medians[name] for name in medians if name != "loop"
         },
+        "warm_up_seconds": warm_up_seconds,
         "skipped": skipped,
     }
 
 
 def _table(rows: list[dict]) -> str:
-    head = f"{'model':<10} {'K':>2} {'loop ms':>9} {'vmap ms':>9} {'grouped ms':>10} {'vmap x':>7} {'grouped x':>9}"
-    lines = [head]
+    names = list(dict.fromkeys(name for row in rows for name in row["median_ms_per_step"]))
+    fused = [name for name in names if name != "loop"]
+    head = f"{'model':<10} {'K':>2} " + " ".join(f"{n + ' ms':>11}" for n in names)
+    lines = [head + " " + " ".join(f"{n + ' x':>11}" for n in fused)]
     for row in rows:
         med, ratio = row["median_ms_per_step"], row["speedup_vs_loop"]
-
-        def cell(values: dict, name: str, width: int, fmt: str) -> str:
-            return f"{values[name]:{width}{fmt}}" if name in values else f"{'-':>{width}}"
-
-        lines.append(
-            f"{row['model']:<10} {row['nodes']:>2} {cell(med, 'loop', 9, '.2f')} "
-            f"{cell(med, 'vmap', 9, '.2f')} {cell(med, 'grouped', 10, '.2f')} "
-            f"{cell(ratio, 'vmap', 7, '.2f')} {cell(ratio, 'grouped', 9, '.2f')}"
-        )
+        cells = [f"{med[n]:11.2f}" if n in med else f"{'-':>11}" for n in names]
+        cells += [f"{ratio[n]:11.2f}" if n in ratio else f"{'-':>11}" for n in fused]
+        lines.append(f"{row['model']:<10} {row['nodes']:>2} " + " ".join(cells))
     return "\n".join(lines)
 
 
@@ -479,6 +499,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--steps", type=int, default=20, help="steps per measurement")
     parser.add_argument("--reps", type=int, default=5)
+    parser.add_argument(
+        "--compile", action="store_true", help="also time the loop under torch.compile"
+    )
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
     device = args.device
