@@ -119,7 +119,9 @@ class CollaborativeTrainer:
             momentum=opt.momentum,
             nesterov=opt.nesterov,
             weight_decay=opt.weight_decay,
-            **({"fused": True} if on_cuda else {}),
+            # one kernel for all nodes' parameters on CUDA; on the CPU one multi-tensor update
+            # per step instead of one per parameter (the same arithmetic, ~0.1 ms a step less)
+            **({"fused": True} if on_cuda else {"foreach": True}),
         )
         self.train_x = data.train.images.to(self.device)
         self.clean_train_y = data.train.labels.to(self.device)

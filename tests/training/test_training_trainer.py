@@ -572,3 +572,32 @@ def test_fast_paths_compute_the_plain_losses_and_gradients(digits, precision: st
         assert torch.allclose(
             fast, plain, rtol=tolerance, atol=tolerance * max(1.0, plain.abs().max().item())
         )
+
+
+def test_multi_tensor_sgd_updates_exactly_as_the_per_parameter_loop(digits) -> None:
+    """The CPU fast path (foreach SGD over all nodes) gives the plain optimizer's weights."""
+    trainer = CollaborativeTrainer(preset_graph("dml:3:tiny_cnn"), digits, _recipe(2), seed=1)
+    assert trainer.optimizer.defaults["foreach"] is True
+    params = [p for m in trainer.models for p in m.parameters()]
+    initial = [p.detach().clone() for p in params]
+    reference = [p.detach().clone().requires_grad_() for p in params]
+    defaults = trainer.optimizer.defaults
+    plain = torch.optim.SGD(
+        reference,
+        lr=defaults["lr"],
+        momentum=defaults["momentum"],
+        nesterov=defaults["nesterov"],
+        weight_decay=defaults["weight_decay"],
+        foreach=False,
+    )
+    x = trainer.normalize(digits.train.images[:64], trainer.channels_last)
+    y = digits.train.labels[:64]
+    for _ in range(3):  # momentum buffers come in from the second step
+        trainer.loss(trainer._forward_all(x, y)[0], y, 0.5).sum().backward()
+        for mine, theirs in zip(params, reference, strict=True):
+            theirs.grad = mine.grad.clone()
+        trainer.optimizer.step()
+        trainer.optimizer.zero_grad(set_to_none=True)
+        plain.step()
+    assert all(torch.equal(p, r) for p, r in zip(params, reference, strict=True))
+    assert not any(torch.equal(p, q) for p, q in zip(params, initial, strict=True))
