@@ -50,7 +50,6 @@ from __future__ import annotations
 import argparse
 import copy
 import datetime
-import json
 import statistics
 import sys
 import time
@@ -62,7 +61,7 @@ from torch import nn
 from torch.func import functional_call, vmap
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from train_step import _device_name  # noqa: E402
+from _report import default_path, device_name, write_report  # noqa: E402
 
 from dcl_search.models import (  # noqa: E402
     MLP,
@@ -77,7 +76,6 @@ from dcl_search.models._resnet import BasicBlock, _ShortcutA  # noqa: E402
 from dcl_search.models._vgg import _ConvBlock  # noqa: E402
 from dcl_search.models._wide_resnet import _PreActBlock  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
 CLASSES = 100
 IMPLEMENTATIONS = ("loop", "vmap", "grouped")
 
@@ -510,7 +508,7 @@ def main(argv: list[str] | None = None) -> int:
         for model in args.models.split(",")
         for k in args.nodes.split(",")
     ]
-    name = _device_name(device)
+    name = device_name(device)
     report = {
         "date": datetime.date.today().isoformat(),
         "machine": name,
@@ -532,10 +530,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(_table(rows))
     print("(median ms per step; x = loop median / fused median, > 1: fused is faster)")
-    out = args.out or ROOT / "benchmarks/results" / f"fuse_nodes-{device}-{report['date']}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"written {out}")
+    write_report(report, args.out or default_path(f"fuse_nodes-{device}"))
     return 0
 
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import statistics
 import sys
 import time
@@ -30,7 +29,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from train_step import _device_name  # noqa: E402
+from _report import default_path, device_name, write_report  # noqa: E402
 
 from dcl_search.datasets import load_dataset
 from dcl_search.graphs import FORMAT, VERSION, graph_from_node_link
@@ -182,11 +181,9 @@ def main(argv: list[str] | None = None) -> int:
     print(table)
 
     today = datetime.date.today().isoformat()
-    out = args.out or ROOT / "benchmarks/results" / f"methods_digits-{today}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
     report = {
         "date": today,
-        "machine": _device_name("cpu"),
+        "machine": device_name("cpu"),
         "torch": torch.__version__,
         "recipe": recipe.to_dict(),
         "seeds": seeds,
@@ -196,8 +193,8 @@ def main(argv: list[str] | None = None) -> int:
         "table": table,
         "wall_seconds": time.perf_counter() - started,
     }
-    out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"\nwritten {out} in {report['wall_seconds']:.0f} s")
+    print(f"\n{report['wall_seconds']:.0f} s")
+    write_report(report, args.out or default_path("methods_digits"))
     return 0
 
 

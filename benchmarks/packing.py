@@ -32,7 +32,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import importlib.metadata
-import json
 import os
 import pickle
 import statistics
@@ -47,8 +46,8 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _report import default_path, device_name, write_report  # noqa: E402
 from search_overhead import _rows, trained_epoch_seconds  # noqa: E402
-from train_step import _device_name  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPE = ROOT / "trainers" / "paper.yaml"
@@ -267,7 +266,7 @@ def main(argv: list[str] | None = None) -> int:
     today = datetime.date.today().isoformat()
     report = {
         "date": today,
-        "machine": _device_name(args.device),
+        "machine": device_name(args.device),
         "torch": torch.__version__,
         "ray": importlib.metadata.version("ray"),
         "settings": {
@@ -287,10 +286,7 @@ def main(argv: list[str] | None = None) -> int:
         "results": results,
         "recommendation": recommendation,
     }
-    out = args.out or ROOT / "benchmarks/results" / f"packing-{args.device}-{today}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"written {out}")
+    write_report(report, args.out or default_path(f"packing-{args.device}"))
     return 0
 
 

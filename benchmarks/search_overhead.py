@@ -33,9 +33,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from train_step import _device_name  # noqa: E402
-
-ROOT = Path(__file__).resolve().parents[1]
+from _report import default_path, device_name, write_report  # noqa: E402
 
 
 def _rows(run_dir: Path) -> list[list[dict]]:
@@ -129,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     report.update(
         {
             "date": datetime.date.today().isoformat(),
-            "machine": _device_name("cpu"),
+            "machine": device_name("cpu"),
             "command": "dcl-search search --dataset digits --samples " + str(args.samples),
         }
     )
@@ -140,10 +138,7 @@ def main(argv: list[str] | None = None) -> int:
         f"of all slot time, {100 * report['overhead_share_while_trials_run']:.0f}% while trials run, "
         f"{100 * report['per_trial_overhead_share']:.0f}% per trial (set-up, reporting, scheduling)"
     )
-    today = report["date"]
-    out = args.out or ROOT / "benchmarks/results" / f"search_overhead-cpu-{today}.json"
-    out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"written {out}")
+    write_report(report, args.out or default_path("search_overhead-cpu"))
     return 0
 
 

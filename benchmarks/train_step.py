@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import platform
 import statistics
 import sys
 import time
@@ -24,6 +23,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _report import device_name  # noqa: E402
 from reference_loop import ReferenceLoop  # noqa: E402
 
 from dcl_search.datasets import DatasetSplits, ImageSet  # noqa: E402
@@ -120,15 +120,6 @@ def _evaluation_share(trainer: CollaborativeTrainer, train_rate: float, device: 
     return train_rate / eval_rate / 9
 
 
-def _device_name(device: str) -> str:
-    if device == "cuda":
-        return torch.cuda.get_device_name()
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return f"{line.split(':', 1)[1].strip()} ({torch.get_num_threads()} threads)"
-    return platform.processor() or "cpu"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -174,7 +165,7 @@ def main() -> None:
         entry["tflops"] = entry["median_images_per_s"] * flops / 1e12
     ratio = results["ours"]["median_images_per_s"] / results["reference"]["median_images_per_s"]
     eval_share = _evaluation_share(impls[0].trainer, results["ours"]["median_images_per_s"], device)
-    name = _device_name(device)
+    name = device_name(device)
     peak = next((v for k, v in DEVICE_PEAKS.items() if k in name), None)
     report = {
         "device": name,
