@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import statistics
 import sys
 import time
@@ -23,7 +22,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _report import device_name  # noqa: E402
+from _report import device_name, write_report  # noqa: E402
 from reference_loop import ReferenceLoop  # noqa: E402
 
 from dcl_search.datasets import DatasetSplits, ImageSet  # noqa: E402
@@ -182,10 +181,6 @@ def main() -> None:
         "share_of_bf16_peak": results["ours"]["tflops"] * 1e12 / peak[0] if peak else None,
         "evaluation_share_of_epoch": eval_share,
     }
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / f"{device}-{report['date']}.json"
-    path.write_text(json.dumps(report, indent=2) + "\n")
     print(
         f"\n{name}, torch {torch.__version__}, graph {spec}, batch {args.batch}, {args.reps} reps of {steps} steps"
     )
@@ -197,7 +192,7 @@ def main() -> None:
     if report["share_of_bf16_peak"] is not None:
         print(f"ours reaches {100 * report['share_of_bf16_peak']:.2f}% of the device's bf16 peak")
     print(f"validation (10% of the data) costs {100 * eval_share:.1f}% of a training epoch")
-    print(f"wrote {path}")
+    write_report(report, Path(args.out) / f"{device}-{report['date']}.json")
 
 
 if __name__ == "__main__":
