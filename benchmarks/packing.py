@@ -33,7 +33,6 @@ import argparse
 import datetime
 import importlib.metadata
 import os
-import pickle
 import statistics
 import subprocess
 import sys
@@ -42,17 +41,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _report import default_path, device_name, write_report  # noqa: E402
+from _synthetic import TEST_IMAGES, write_synthetic_cifar100  # noqa: E402
 from search_overhead import _rows, trained_epoch_seconds  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPE = ROOT / "trainers" / "paper.yaml"
-TEST_IMAGES = 1000
-CLASSES = 100
 STDERR_TAIL = 40  # lines of a failed command's stderr shown
 
 SPACE_YAML = """\
@@ -65,35 +62,6 @@ self_loop_gates: [through, cutoff, linear, correct]
 allow_frozen: false
 hyperparameters: {}
 """
-
-
-def write_synthetic_cifar100(
-    data_dir: Path, train_images: int, test_images: int = TEST_IMAGES, seed: int = 0
-) -> Path:
-    """Writes ``data_dir/cifar-100-python/{train,test,meta}`` as torchvision's archive holds them
-    (bytes keys, planar uint8 rows of 3 × 32 × 32) with random pixels and labels; returns
-    ``data_dir``."""
-    rng = np.random.default_rng(seed)
-    folder = data_dir / "cifar-100-python"
-    folder.mkdir(parents=True, exist_ok=True)
-    for name, n in (("train", train_images), ("test", test_images)):
-        fine = rng.integers(0, CLASSES, size=n)
-        batch = {
-            b"filenames": [f"synthetic_{i:06d}.png".encode() for i in range(n)],
-            b"batch_label": f"{name} synthetic".encode(),
-            b"fine_labels": [int(label) for label in fine],
-            b"coarse_labels": [int(label) // 5 for label in fine],
-            b"data": rng.integers(0, 256, size=(n, 3 * 32 * 32), dtype=np.uint8),
-        }
-        with (folder / name).open("wb") as file:
-            pickle.dump(batch, file, protocol=2)  # the originals are Python 2 pickles
-    meta = {
-        b"fine_label_names": [f"class_{i:03d}".encode() for i in range(CLASSES)],
-        b"coarse_label_names": [f"superclass_{i:02d}".encode() for i in range(CLASSES // 5)],
-    }
-    with (folder / "meta").open("wb") as file:
-        pickle.dump(meta, file, protocol=2)
-    return data_dir
 
 
 def throughput(trials: list[list[dict]], wall_seconds: float) -> dict[str, Any]:

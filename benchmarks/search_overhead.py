@@ -1,6 +1,8 @@
 """Where a search's wall time goes: training vs the search machinery, for a 32-trial CPU search.
 
     python benchmarks/search_overhead.py              # the README's main job without re-evaluation
+    python benchmarks/search_overhead.py --samples 8 --cifar100-images 5000 -- --epochs 4
+                                                      # the same space on 32×32×3 images: longer epochs
 
 Runs ``dcl-search search --dataset digits --samples 32`` (the demo space and recipe, 2 trials at
 once on 2 cores) as a user does, then splits the slot time (wall × concurrent trials) with
@@ -17,7 +19,7 @@ the per-epoch stamps every trial reports:
   few samples per slot; it shrinks as samples ≫ concurrency);
 - wind-down: from the last report to the command's end (export, Ray shutdown).
 
-Writes benchmarks/results/search_overhead-<date>.json.
+Writes benchmarks/results/search_overhead-cpu[-cifar100]-<date>.json.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _report import default_path, device_name, write_report  # noqa: E402
+from _synthetic import write_synthetic_cifar100  # noqa: E402
 
 
 def _rows(run_dir: Path) -> list[list[dict]]:
@@ -109,12 +112,28 @@ def breakdown(trials: list[list[dict]], started: float, ended: float, slots: int
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--samples", type=int, default=32)
+    parser.add_argument(
+        "--cifar100-images",
+        type=int,
+        default=0,
+        help="search a synthetic CIFAR-100 of this many training images instead of digits "
+        "(longer epochs: how the fixed costs' share shrinks)",
+    )
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument(
+        "search_args", nargs=argparse.REMAINDER, help="after --: more dcl-search search options"
+    )
     args = parser.parse_args(argv)
+    extra = [a for a in args.search_args if a != "--"]
     with tempfile.TemporaryDirectory() as tmp:
+        data = ["--dataset", "digits"]
+        if args.cifar100_images:
+            folder = write_synthetic_cifar100(Path(tmp) / "data", args.cifar100_images)
+            data = ["--dataset", "cifar100", "--data-dir", str(folder)]
+        options = [*data, "--samples", str(args.samples), *extra]
         command = [
-            sys.executable, "-m", "dcl_search", "search", "--dataset", "digits",
-            "--samples", str(args.samples), "--storage", tmp, "--name", "run",
+            sys.executable, "-m", "dcl_search", "search", *options,
+            "--storage", tmp, "--name", "run",
         ]  # fmt: skip
         env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
         started = time.time()
@@ -128,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
         {
             "date": datetime.date.today().isoformat(),
             "machine": device_name("cpu"),
-            "command": "dcl-search search --dataset digits --samples " + str(args.samples),
+            "command": " ".join(["dcl-search search", *options]).replace(tmp, "<tmp>"),
         }
     )
     for name, share in report["share_of_slot_time"].items():
@@ -138,7 +157,8 @@ def main(argv: list[str] | None = None) -> int:
         f"of all slot time, {100 * report['overhead_share_while_trials_run']:.0f}% while trials run, "
         f"{100 * report['per_trial_overhead_share']:.0f}% per trial (set-up, reporting, scheduling)"
     )
-    write_report(report, args.out or default_path("search_overhead-cpu"))
+    name = "search_overhead-cpu" + ("-cifar100" if args.cifar100_images else "")
+    write_report(report, args.out or default_path(name))
     return 0
 
 
