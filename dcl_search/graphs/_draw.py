@@ -6,9 +6,6 @@ import math
 from pathlib import Path
 
 import networkx as nx
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
-from matplotlib.patches import Patch
 
 from dcl_search.graphs._canonical import graph_hash
 from dcl_search.graphs._io import gate_of
@@ -131,6 +128,8 @@ def _draw_edges(graph: nx.DiGraph, pos: dict, ax) -> None:
 
 def _legend(graph: nx.DiGraph, ax) -> None:
     """Only the roles the graph has, so the picture holds no colour that means nothing."""
+    from matplotlib.patches import Patch
+
     roles = {_role(graph, n) for n in graph.nodes}
     handles = [
         Patch(facecolor=color, edgecolor="black", label=role)
@@ -156,6 +155,11 @@ def draw_graph(graph: nx.DiGraph, path: str | Path, *, title: str | None = None)
     The target (node 0) is gold with a thick border, trained nodes light blue, frozen nodes
     grey and dashed; every edge that is not cutoff is an arrow labelled with its gate.
     """
+    # Imported here: matplotlib takes 0.3 s to import, and every search worker imports this
+    # package but never draws.
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     # A bare Figure on the Agg canvas: no pyplot figure manager, no GUI backend, nothing global.
