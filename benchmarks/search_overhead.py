@@ -48,14 +48,28 @@ def _rows(run_dir: Path) -> list[list[dict]]:
     return trials
 
 
+def _trained_here(rows: list[dict]) -> list[bool]:
+    """Whether the trial trained each reported epoch itself (``trained_epochs`` grew against the
+    row before). A graph that another trial already trained is replayed from the store for free,
+    and its rows still carry the original epochs' seconds."""
+    before = [0, *(row["trained_epochs"] for row in rows[:-1])]
+    return [row["trained_epochs"] > b for b, row in zip(before, rows, strict=True)]
+
+
+def _own_seconds(rows: list[dict]) -> list[float]:
+    """Each row's ``seconds`` where this trial trained the epoch, else 0."""
+    return [
+        row["seconds"] if here else 0.0 for here, row in zip(_trained_here(rows), rows, strict=True)
+    ]
+
+
 def trained_epoch_seconds(trials: list[list[dict]]) -> list[float]:
-    """The ``seconds`` of every epoch a trial trained itself: ``trained_epochs`` grew against the
-    row before. A graph that another trial already trained is replayed from the store for free."""
+    """The ``seconds`` of every epoch a trial trained itself."""
     return [
         row["seconds"]
         for rows in trials
-        for before, row in zip([{"trained_epochs": 0}, *rows[:-1]], rows, strict=True)
-        if row["trained_epochs"] > before["trained_epochs"]
+        for here, row in zip(_trained_here(rows), rows, strict=True)
+        if here
     ]
 
 
@@ -66,14 +80,19 @@ def breakdown(trials: list[list[dict]], started: float, ended: float, slots: int
     slot_time = wall * slots
     training = sum(trained_epoch_seconds(trials))
     teachers = sum(max(row.get("teacher_seconds", 0.0) for row in rows) for rows in trials)
+    own = [_own_seconds(rows) for rows in trials]
     setup = (
-        sum(rows[0]["reported_at"] - rows[0]["started_at"] - rows[0]["seconds"] for rows in trials)
+        sum(
+            rows[0]["reported_at"] - rows[0]["started_at"] - seconds[0]
+            for rows, seconds in zip(trials, own, strict=True)
+        )
         - teachers
     )
+    # a replayed row's interval is all reporting: nothing was trained in it
     reporting = sum(
-        later["reported_at"] - earlier["reported_at"] - later["seconds"]
-        for rows in trials
-        for earlier, later in zip(rows[:-1], rows[1:], strict=True)
+        later["reported_at"] - earlier["reported_at"] - spent
+        for rows, seconds in zip(trials, own, strict=True)
+        for earlier, later, spent in zip(rows[:-1], rows[1:], seconds[1:], strict=True)
     )
     busy = sum(rows[-1]["reported_at"] - rows[0]["started_at"] for rows in trials)
     last_start = max(rows[0]["started_at"] for rows in trials)

@@ -70,3 +70,25 @@ def test_replayed_epochs_cost_no_training(overhead) -> None:
     trials = [[_row(0.0, 1.0, 0.7, 0), _row(0.0, 2.0, 0.9, 1)]]
     report = overhead.breakdown(trials, started=0.0, ended=2.0, slots=1)
     assert report["seconds"]["training"] == pytest.approx(0.9)
+    # 0..1 s loaded and replayed the stored epoch: set-up, not 0.3 s of it plus 0.7 s training
+    assert report["seconds"]["trial set-up"] == pytest.approx(1.0)
+    assert report["seconds"]["per-epoch reporting"] == pytest.approx(0.1)
+
+
+def test_epochs_replayed_mid_trial_count_as_reporting_not_negative_time(overhead) -> None:
+    # a trial resumed from the store: epoch 1 trained (1 s), epochs 2-3 replayed in 0.1 s each
+    # with their original 5 s stamps, epoch 4 trained (2 s)
+    trials = [
+        [
+            _row(0.0, 1.5, 1.0, 1),
+            _row(0.0, 1.6, 5.0, 1),
+            _row(0.0, 1.7, 5.0, 1),
+            _row(0.0, 3.8, 2.0, 2),
+        ]
+    ]
+    report = overhead.breakdown(trials, started=0.0, ended=4.0, slots=1)
+    parts = report["seconds"]
+    assert parts["training"] == pytest.approx(3.0)
+    assert parts["per-epoch reporting"] == pytest.approx(0.1 + 0.1 + 0.1)
+    assert parts["trial set-up"] == pytest.approx(0.5)
+    assert sum(parts.values()) == pytest.approx(4.0)
