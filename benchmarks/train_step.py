@@ -23,6 +23,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _report import device_name, write_report  # noqa: E402
+from _traffic import ByteCounter  # noqa: E402
 from reference_loop import ReferenceLoop  # noqa: E402
 
 from dcl_search.datasets import DatasetSplits, ImageSet  # noqa: E402
@@ -94,7 +95,9 @@ class Reference:
         return self.loop.run_steps(steps)
 
 
-def _measure(impl, steps: int, device: str) -> tuple[float, int | None]:
+def _measure(impl, steps: int, device: str) -> tuple[float, int | None, int | None]:
+    """Images/s of ``steps`` steps (one epoch of ours), the peak of GPU memory during them and
+    what stays allocated after them (equal across epochs unless something leaks)."""
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
     _sync(device)
@@ -102,8 +105,16 @@ def _measure(impl, steps: int, device: str) -> tuple[float, int | None]:
     images = impl.run(steps)
     _sync(device)
     seconds = time.perf_counter() - start
-    peak = torch.cuda.max_memory_allocated() if device == "cuda" else None
-    return images / seconds, peak
+    if device != "cuda":
+        return images / seconds, None, None
+    return images / seconds, torch.cuda.max_memory_allocated(), torch.cuda.memory_allocated()
+
+
+def _bytes_per_image(ours: Ours) -> float:
+    """Memory traffic of one training step of ours, op by op (benchmarks/_traffic.py), per image."""
+    with ByteCounter() as counter:
+        images = ours.run(1)
+    return counter.total / images
 
 
 def _evaluation_share(trainer: CollaborativeTrainer, train_rate: float, device: str) -> float:
@@ -151,12 +162,16 @@ def main() -> None:
     ]
     for impl in impls:  # warm-up: kernels, allocator, DataLoader workers
         impl.run(max(3, steps // 10))
-    results = {impl.name: {"images_per_s": [], "peak_memory_bytes": []} for impl in impls}
+    results = {
+        impl.name: {"images_per_s": [], "peak_memory_bytes": [], "allocated_after_bytes": []}
+        for impl in impls
+    }
     for rep in range(args.reps):
         for impl in impls:
-            rate, peak = _measure(impl, steps, device)
+            rate, peak, after = _measure(impl, steps, device)
             results[impl.name]["images_per_s"].append(round(rate, 1))
             results[impl.name]["peak_memory_bytes"].append(peak)
+            results[impl.name]["allocated_after_bytes"].append(after)
             print(f"rep {rep + 1}/{args.reps} {impl.name:9s} {rate:10.1f} images/s", flush=True)
     flops = _train_flops_per_image(graph, args.classes, 32)
     for entry in results.values():
@@ -164,6 +179,9 @@ def main() -> None:
         entry["tflops"] = entry["median_images_per_s"] * flops / 1e12
     ratio = results["ours"]["median_images_per_s"] / results["reference"]["median_images_per_s"]
     eval_share = _evaluation_share(impls[0].trainer, results["ours"]["median_images_per_s"], device)
+    traffic = _bytes_per_image(impls[0])
+    bandwidth = results["ours"]["median_images_per_s"] * traffic
+    after = results["ours"]["allocated_after_bytes"]
     name = device_name(device)
     peak = next((v for k, v in DEVICE_PEAKS.items() if k in name), None)
     report = {
@@ -179,6 +197,12 @@ def main() -> None:
         "results": results,
         "ratio_of_medians": ratio,
         "share_of_bf16_peak": results["ours"]["tflops"] * 1e12 / peak[0] if peak else None,
+        # op-by-op traffic model (each op reads its inputs and writes its outputs once)
+        "ours_bytes_per_image": traffic,
+        "ours_bytes_per_s": bandwidth,
+        "share_of_memory_bandwidth": bandwidth / peak[1] if peak else None,
+        # allocated after epoch k minus after the first measured epoch: > 0 means a leak
+        "ours_memory_growth_bytes": after[-1] - after[0] if after[0] is not None else None,
         "evaluation_share_of_epoch": eval_share,
     }
     print(
@@ -189,8 +213,17 @@ def main() -> None:
             f"{key:9s} median {entry['median_images_per_s']:10.1f} images/s, {entry['tflops']:.4f} TFLOP/s"
         )
     print(f"ratio of medians (ours / reference): {ratio:.2f}x")
+    print(
+        f"ours moves {traffic / 1e6:.1f} MB per image by the op-by-op model: {bandwidth / 1e9:.1f} GB/s"
+    )
     if report["share_of_bf16_peak"] is not None:
         print(f"ours reaches {100 * report['share_of_bf16_peak']:.2f}% of the device's bf16 peak")
+        print(f"and {100 * report['share_of_memory_bandwidth']:.1f}% of its memory bandwidth")
+    if report["ours_memory_growth_bytes"] is not None:
+        print(
+            f"GPU memory allocated after each epoch of ours: {[a // 2**20 for a in after]} MiB "
+            f"(growth {report['ours_memory_growth_bytes'] / 2**20:.1f} MiB)"
+        )
     print(f"validation (10% of the data) costs {100 * eval_share:.1f}% of a training epoch")
     write_report(report, Path(args.out) / f"{device}-{report['date']}.json")
 
