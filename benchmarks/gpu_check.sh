@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Every GPU check of the performance work in one command, sized for one device-tool call
-# (about 6 minutes on an H100/H200; the machine's own python3 with torch, no install):
+# (each step under a time limit, 9 minutes in all; the machine's own python3 with torch, no
+# install; not yet run on a GPU):
 #
 #     bash benchmarks/gpu_check.sh            # results into benchmarks/results/
 #     OUT=/some/dir bash benchmarks/gpu_check.sh
