@@ -67,7 +67,7 @@ class _Parser:
             return self.mapping(kind, value, key + ".")
         if origin is typing.Literal:
             allowed = typing.get_args(kind)
-            if isinstance(value, bool) and {"on", "off"} <= set(allowed):
+            if isinstance(value, bool) and ("on" if value else "off") in allowed:
                 value = "on" if value else "off"  # YAML 1.1 reads on/off as booleans
             if value not in allowed:
                 raise self.fail(

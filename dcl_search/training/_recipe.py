@@ -88,6 +88,10 @@ class Recipe:
     precision: Literal["auto", "fp32", "bf16"] = "auto"
     channels_last: Literal["auto", "on", "off"] = "auto"
     eval_batch_size: int = 1024
+    # torch.compile of each node's training forward and backward in one of torch's modes
+    # ("reduce-overhead" adds CUDA graphs); off by default: on the CPU compiling cost more
+    # time than it saved (benchmarks/fuse_nodes.py)
+    compile: Literal["off", "default", "reduce-overhead", "max-autotune"] = "off"
 
     def __post_init__(self) -> None:
         _check_finite(self, ("temperature",))
@@ -101,8 +105,12 @@ class Recipe:
         return dataclasses.asdict(self)
 
     def digest(self) -> str:
-        """A short hash of every setting, to tell whether a checkpoint matches this recipe."""
-        text = json.dumps(self.to_dict(), sort_keys=True, default=list)
+        """A short hash of every setting, to tell whether a checkpoint matches this recipe.
+
+        ``compile`` is left out: compiled and eager training are the same computation, and a
+        run may be resumed with or without it."""
+        settings = {k: v for k, v in self.to_dict().items() if k != "compile"}
+        text = json.dumps(settings, sort_keys=True, default=list)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     def with_epochs(self, epochs: int | None) -> Recipe:

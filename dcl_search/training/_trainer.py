@@ -13,6 +13,8 @@ device and reach the host once per epoch; channels_last everywhere, bf16 autocas
 from __future__ import annotations
 
 import math
+import os
+import shutil
 import time
 from collections.abc import Iterator
 from contextlib import nullcontext
@@ -59,6 +61,11 @@ def _inference(model: torch.nn.Module) -> torch.nn.Module:
     return model.inference_model() if isinstance(model, CollaborativeNode) else model
 
 
+def _cpp_compiler() -> str | None:
+    candidates = [os.environ.get("CXX"), "g++", "clang++", "c++"]
+    return next((path for c in candidates if c and (path := shutil.which(c))), None)
+
+
 def _resolve_device(device: str | torch.device) -> torch.device:
     device = torch.device(device)
     if device.type == "cuda" and not torch.cuda.is_available():
@@ -101,6 +108,7 @@ class CollaborativeTrainer:
 
         torch.manual_seed(seed)  # model initialisation is part of the seeded run
         self.models = [self._build_node(n) for n in range(self.num_nodes)]
+        self._train_calls = [self._training_call(model) for model in self.models]
         self.loss = GraphLoss(
             self.num_nodes,
             {(s, t): gate for s, t, gate in graph.edges(data="gate")},
@@ -159,6 +167,23 @@ class CollaborativeTrainer:
         model.to(self.device)
         return model.to(memory_format=torch.channels_last) if self.channels_last else model
 
+    def _training_call(self, model: torch.nn.Module):
+        """What a training step calls for a node: the model, or with ``compile`` the model under
+        torch.compile. Evaluation and checkpoints use the plain model (same parameters, and its
+        state_dict keys stay free of torch.compile's prefix). Compiled code is cached in memory
+        for the next trial of the same shapes in this process and on disk (inductor's cache)
+        for other processes on this machine."""
+        mode = self.recipe.compile
+        if mode == "off" or isinstance(model, CollaborativeNode):
+            return model  # a collaborative node's train_forward is no module call to compile
+        if self.device.type == "cpu" and not _cpp_compiler():
+            # inductor would fail only at the first step, deep in a traceback
+            raise TrainingError(
+                f"the recipe's compile: {mode} needs a C++ compiler on the CPU (found none of "
+                f"$CXX, g++, clang++, c++); install one or set compile: off"
+            )
+        return torch.compile(model, mode=None if mode == "default" else mode, dynamic=False)
+
     # -- training -------------------------------------------------------------------------
 
     def _autocast(self):
@@ -191,12 +216,12 @@ class CollaborativeTrainer:
                 model = self.models[node]
                 if self.frozen[node]:
                     with torch.no_grad():
-                        logits[node] = model(x)
+                        logits[node] = self._train_calls[node](x)
                 elif isinstance(model, CollaborativeNode):
                     collaborative[node] = model.train_forward(x, y)
                     logits[node] = collaborative[node].logits
                 else:
-                    logits[node] = model(x)
+                    logits[node] = self._train_calls[node](x)
         return logits, collaborative
 
     def train_step(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
