@@ -5,12 +5,13 @@
 #
 #     bash benchmarks/gpu_check.sh            # results into benchmarks/results/
 #     OUT=/some/dir bash benchmarks/gpu_check.sh
-#     DEVICE=cpu FUSE_ARGS="--models tiny_cnn --nodes 2" bash benchmarks/gpu_check.sh
+#     DEVICE=cpu COMPILE=default FUSE_ARGS="--models tiny_cnn --nodes 2" bash benchmarks/gpu_check.sh
 #                                             # the same steps on a CPU: a dry run of this script
 #
 # 1. the CUDA tests (bf16 + channels_last vs fp32, fused SGD, no memory growth);
-# 2. benchmarks/train_step.py --device cuda (the paper's 3-node graph, ours vs reference);
-# 3. benchmarks/fuse_nodes.py --device cuda --compile (loop, vmap, grouped, torch.compile).
+# 2. benchmarks/train_step.py --device cuda --compile reduce-overhead: the paper's 3-node graph,
+#    ours vs reference vs ours compiled with CUDA graphs, side by side;
+# 3. benchmarks/fuse_nodes.py --device cuda (loop, vmap, grouped).
 # Packing (benchmarks/packing.py) needs Ray on the GPU machine and is not run here.
 # A step that fails is reported and the next one still runs; the exit status is the first
 # failure's.
@@ -39,10 +40,11 @@ step() {
 if [ "$device" = cuda ]; then
     "$python" -c "import torch; print(torch.__version__, torch.cuda.get_device_name())" || exit 1
 fi
-step tests 120 "$python" -m pytest -q -p no:cacheprovider \
+step tests 120 "$python" -m pytest -q -p no:cacheprovider tests/training/test_training_compile.py \
     tests/training/test_training_cuda.py tests/datasets/test_datasets_noise.py
-step train_step 180 "$python" benchmarks/train_step.py --device "$device" --out "$out"
+step train_step 300 "$python" benchmarks/train_step.py --device "$device" \
+    --compile "${COMPILE:-reduce-overhead}" --out "$out"
 # shellcheck disable=SC2086  # FUSE_ARGS is a list of options
-step fuse_nodes 240 "$python" benchmarks/fuse_nodes.py --device "$device" --compile \
-    ${FUSE_ARGS:-} --out "$out/fuse_nodes-$device-$date.json"
+step fuse_nodes 120 "$python" benchmarks/fuse_nodes.py --device "$device" ${FUSE_ARGS:-} \
+    --out "$out/fuse_nodes-$device-$date.json"
 exit "$status"

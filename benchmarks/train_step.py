@@ -63,10 +63,12 @@ def _sync(device: str) -> None:
 
 
 class Ours:
-    name = "ours"
-
-    def __init__(self, graph, data: DatasetSplits, batch: int, device: str) -> None:
-        recipe = recipe_from_dict({"epochs": 1000, "batch_size": batch})  # the paper's recipe
+    def __init__(
+        self, graph, data: DatasetSplits, batch: int, device: str, compile_mode: str = "off"
+    ) -> None:
+        self.name = "ours" if compile_mode == "off" else "ours_compiled"
+        # the paper's recipe
+        recipe = recipe_from_dict({"epochs": 1000, "batch_size": batch, "compile": compile_mode})
         self.trainer = CollaborativeTrainer(graph, data, recipe, device=device)
 
     def run(self, steps: int) -> int:
@@ -149,6 +151,13 @@ def main() -> None:
     parser.add_argument(
         "--workers", type=int, default=2, help="DataLoader workers of the reference"
     )
+    parser.add_argument(
+        "--compile",
+        default="off",
+        choices=("off", "default", "reduce-overhead", "max-autotune"),
+        help="also time ours with the recipe's compile in this torch.compile mode "
+        "(ours_compiled; compiled during the warm-up)",
+    )
     parser.add_argument("--out", default=str(Path(__file__).parent / "results"))
     args = parser.parse_args()
     device = args.device
@@ -160,19 +169,26 @@ def main() -> None:
         Ours(graph, data, args.batch, device),
         Reference(graph, data, args.batch, device, args.workers),
     ]
-    for impl in impls:  # warm-up: kernels, allocator, DataLoader workers
+    if args.compile != "off":
+        impls.append(Ours(graph, data, args.batch, device, args.compile))
+    results = {}
+    for impl in impls:  # warm-up: kernels, allocator, DataLoader workers, compilation
+        start = time.perf_counter()
         impl.run(max(3, steps // 10))
-    results = {
-        impl.name: {"images_per_s": [], "peak_memory_bytes": [], "allocated_after_bytes": []}
-        for impl in impls
-    }
+        _sync(device)
+        results[impl.name] = {
+            "warmup_seconds": time.perf_counter() - start,
+            "images_per_s": [],
+            "peak_memory_bytes": [],
+            "allocated_after_bytes": [],
+        }
     for rep in range(args.reps):
         for impl in impls:
             rate, peak, after = _measure(impl, steps, device)
             results[impl.name]["images_per_s"].append(round(rate, 1))
             results[impl.name]["peak_memory_bytes"].append(peak)
             results[impl.name]["allocated_after_bytes"].append(after)
-            print(f"rep {rep + 1}/{args.reps} {impl.name:9s} {rate:10.1f} images/s", flush=True)
+            print(f"rep {rep + 1}/{args.reps} {impl.name:13s} {rate:10.1f} images/s", flush=True)
     flops = _train_flops_per_image(graph, args.classes, 32)
     for entry in results.values():
         entry["median_images_per_s"] = statistics.median(entry["images_per_s"])
@@ -189,6 +205,7 @@ def main() -> None:
         "torch": torch.__version__,
         "date": datetime.date.today().isoformat(),
         "graph": spec,
+        "compile": args.compile,
         "batch": args.batch,
         "steps": steps,
         "reps": args.reps,
@@ -196,6 +213,11 @@ def main() -> None:
         "train_gflop_per_image": flops / 1e9,
         "results": results,
         "ratio_of_medians": ratio,
+        "compiled_over_ours": (
+            results["ours_compiled"]["median_images_per_s"] / results["ours"]["median_images_per_s"]
+            if "ours_compiled" in results
+            else None
+        ),
         "share_of_bf16_peak": results["ours"]["tflops"] * 1e12 / peak[0] if peak else None,
         # op-by-op traffic model (each op reads its inputs and writes its outputs once)
         "ours_bytes_per_image": traffic,
@@ -207,12 +229,21 @@ def main() -> None:
     }
     print(
         f"\n{name}, torch {torch.__version__}, graph {spec}, batch {args.batch}, {args.reps} reps of {steps} steps"
+        + ("" if args.compile == "off" else f", ours compiled ({args.compile})")
     )
     for key, entry in results.items():
         print(
-            f"{key:9s} median {entry['median_images_per_s']:10.1f} images/s, {entry['tflops']:.4f} TFLOP/s"
+            f"{key:13s} median {entry['median_images_per_s']:10.1f} images/s, {entry['tflops']:.4f} TFLOP/s"
         )
     print(f"ratio of medians (ours / reference): {ratio:.2f}x")
+    if report["compiled_over_ours"] is not None:
+        compile_seconds = (
+            results["ours_compiled"]["warmup_seconds"] - results["ours"]["warmup_seconds"]
+        )
+        print(
+            f"compiled ({args.compile}) / ours: {report['compiled_over_ours']:.2f}x, "
+            f"after about {compile_seconds:.0f} s of compiling"
+        )
     print(
         f"ours moves {traffic / 1e6:.1f} MB per image by the op-by-op model: {bandwidth / 1e9:.1f} GB/s"
     )
@@ -225,7 +256,8 @@ def main() -> None:
             f"(growth {report['ours_memory_growth_bytes'] / 2**20:.1f} MiB)"
         )
     print(f"validation (10% of the data) costs {100 * eval_share:.1f}% of a training epoch")
-    write_report(report, Path(args.out) / f"{device}-{report['date']}.json")
+    label = device if args.compile == "off" else f"{device}-compile-{args.compile}"
+    write_report(report, Path(args.out) / f"{label}-{report['date']}.json")
 
 
 if __name__ == "__main__":
