@@ -4,27 +4,11 @@ per-node loop computes: logits, losses, parameter gradients and batch-norm runni
 from __future__ import annotations
 
 import copy
-import importlib.util
-import sys
-from pathlib import Path
 
+import fuse_nodes as fuse
 import pytest
 import torch
 
-PATH = Path(__file__).resolve().parents[2] / "benchmarks" / "fuse_nodes.py"
-
-
-def _load():
-    if "fuse_nodes" in sys.modules:
-        return sys.modules["fuse_nodes"]
-    spec = importlib.util.spec_from_file_location("fuse_nodes", PATH)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["fuse_nodes"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-fuse = _load()
 TOL = {"rtol": 1e-4, "atol": 1e-5}
 
 

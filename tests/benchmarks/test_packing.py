@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
 import pickle
-import sys
 from pathlib import Path
 from types import ModuleType
 
@@ -14,17 +12,12 @@ import torch
 
 from dcl_search.datasets import load_dataset, stratified_split
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "packing.py"
-
 
 @pytest.fixture(scope="module")
 def packing() -> ModuleType:
-    # benchmarks/ is a folder of scripts, not a package: load the file itself
-    spec = importlib.util.spec_from_file_location("packing_benchmark", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    import packing
+
+    return packing
 
 
 def test_synthetic_cifar100_loads_with_the_project_loader(packing, tmp_path: Path) -> None:

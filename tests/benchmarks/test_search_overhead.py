@@ -2,25 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
 from types import ModuleType
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "search_overhead.py"
-
 
 @pytest.fixture(scope="module")
 def overhead() -> ModuleType:
-    # benchmarks/ is a folder of scripts, not a package: load the file itself
-    sys.path.insert(0, str(SCRIPT.parent))
-    spec = importlib.util.spec_from_file_location("search_overhead_benchmark", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    import search_overhead
+
+    return search_overhead
 
 
 def _row(started: float, reported: float, seconds: float, trained: int, **extra) -> dict:

@@ -2,26 +2,9 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
+import _traffic as traffic
 import torch
 
-PATH = Path(__file__).resolve().parents[2] / "benchmarks" / "_traffic.py"
-
-
-def _load():
-    if "_traffic" in sys.modules:
-        return sys.modules["_traffic"]
-    spec = importlib.util.spec_from_file_location("_traffic", PATH)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["_traffic"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-traffic = _load()
 F32 = 4
 
 

@@ -31,6 +31,14 @@ def _losses_and_gradients(trainer: CollaborativeTrainer, images, labels):
     return losses.detach().float().cpu(), grads
 
 
+def _assert_close(fast, plain, tolerance: float) -> None:
+    """Losses and gradients equal within ``tolerance``, gradients relative to their largest."""
+    assert torch.allclose(fast[0], plain[0], rtol=tolerance, atol=tolerance)
+    for mine, theirs in zip(fast[1], plain[1], strict=True):
+        scale = max(1.0, theirs.abs().max().item())
+        assert torch.allclose(mine, theirs, rtol=tolerance, atol=tolerance * scale)
+
+
 def test_cuda_defaults_are_the_fast_paths(digits) -> None:
     trainer = CollaborativeTrainer(preset_graph(GRAPH), digits, _recipe(), device="cuda")
     assert trainer.autocast_dtype is torch.bfloat16
@@ -51,27 +59,17 @@ def test_cuda_fast_paths_compute_the_plain_cpu_losses_and_gradients(digits) -> N
     for mine, theirs in zip(fast.models, plain.models, strict=True):
         mine.load_state_dict(theirs.state_dict())
     images, labels = digits.train.images[:64], digits.train.labels[:64]
-    fast_losses, fast_grads = _losses_and_gradients(fast, images, labels)
-    plain_losses, plain_grads = _losses_and_gradients(plain, images, labels)
-    assert torch.allclose(fast_losses, plain_losses, rtol=5e-2, atol=5e-2)
-    for mine, theirs in zip(fast_grads, plain_grads, strict=True):
-        scale = max(1.0, theirs.abs().max().item())
-        assert torch.allclose(mine, theirs, rtol=5e-2, atol=5e-2 * scale)
+    _assert_close(
+        _losses_and_gradients(fast, images, labels),
+        _losses_and_gradients(plain, images, labels),
+        tolerance=5e-2,
+    )
 
 
-def test_fused_sgd_updates_as_the_per_parameter_loop(digits) -> None:
+def test_fused_sgd_updates_as_the_per_parameter_loop(digits, per_parameter_sgd) -> None:
     trainer = CollaborativeTrainer(preset_graph(GRAPH), digits, _recipe(), device="cuda", seed=1)
     params = [p for m in trainer.models for p in m.parameters()]
-    reference = [p.detach().clone().requires_grad_() for p in params]
-    defaults = trainer.optimizer.defaults
-    plain = torch.optim.SGD(
-        reference,
-        lr=defaults["lr"],
-        momentum=defaults["momentum"],
-        nesterov=defaults["nesterov"],
-        weight_decay=defaults["weight_decay"],
-        foreach=False,
-    )
+    reference, plain = per_parameter_sgd(trainer)
     x = trainer.normalize(digits.train.images[:64].cuda(), trainer.channels_last)
     y = digits.train.labels[:64].cuda()
     for _ in range(3):  # momentum buffers come in from the second step
@@ -109,9 +107,5 @@ def test_cuda_graphs_compute_the_eager_losses_and_gradients(digits) -> None:
     images, labels = digits.train.images[:64], digits.train.labels[:64]
     for _ in range(3):
         compiled.optimizer.zero_grad(set_to_none=True)
-        losses, grads = _losses_and_gradients(compiled, images, labels)
-    eager_losses, eager_grads = _losses_and_gradients(eager, images, labels)
-    assert torch.allclose(losses, eager_losses, rtol=2e-2, atol=2e-2)
-    for mine, theirs in zip(grads, eager_grads, strict=True):
-        scale = max(1.0, theirs.abs().max().item())
-        assert torch.allclose(mine, theirs, rtol=2e-2, atol=2e-2 * scale)
+        replayed = _losses_and_gradients(compiled, images, labels)
+    _assert_close(replayed, _losses_and_gradients(eager, images, labels), tolerance=2e-2)

@@ -574,22 +574,15 @@ def test_fast_paths_compute_the_plain_losses_and_gradients(digits, precision: st
         )
 
 
-def test_multi_tensor_sgd_updates_exactly_as_the_per_parameter_loop(digits) -> None:
+def test_multi_tensor_sgd_updates_exactly_as_the_per_parameter_loop(
+    digits, per_parameter_sgd
+) -> None:
     """The CPU fast path (foreach SGD over all nodes) gives the plain optimizer's weights."""
     trainer = CollaborativeTrainer(preset_graph("dml:3:tiny_cnn"), digits, _recipe(2), seed=1)
     assert trainer.optimizer.defaults["foreach"] is True
     params = [p for m in trainer.models for p in m.parameters()]
     initial = [p.detach().clone() for p in params]
-    reference = [p.detach().clone().requires_grad_() for p in params]
-    defaults = trainer.optimizer.defaults
-    plain = torch.optim.SGD(
-        reference,
-        lr=defaults["lr"],
-        momentum=defaults["momentum"],
-        nesterov=defaults["nesterov"],
-        weight_decay=defaults["weight_decay"],
-        foreach=False,
-    )
+    reference, plain = per_parameter_sgd(trainer)
     x = trainer.normalize(digits.train.images[:64], trainer.channels_last)
     y = digits.train.labels[:64]
     for _ in range(3):  # momentum buffers come in from the second step
