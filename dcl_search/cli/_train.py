@@ -77,6 +77,12 @@ def run(args: argparse.Namespace) -> int:
         f"{recipe.epochs} epochs, seed {args.seed}, device {args.device}; writing {out}",
         file=sys.stderr,
     )
+    if recipe.compile != "off":
+        print(
+            f"compile: {recipe.compile}: the first epoch also compiles the training step "
+            "(seconds to minutes once per model and shape; cached on this machine)",
+            file=sys.stderr,
+        )
     bars: list[tqdm] = []  # made once the resumed epoch is known, so messages keep their own line
 
     def on_start(trainer) -> None:

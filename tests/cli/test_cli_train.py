@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -112,3 +113,19 @@ def test_a_changed_setting_is_not_resumed_into_the_same_folder(tmp_path: Path) -
     )
     assert result.returncode == 2
     assert "belongs to another run (these settings differ: seed)" in result.stderr
+
+
+@pytest.mark.skipif(
+    not any(shutil.which(c) for c in ("g++", "clang++", "c++")), reason="needs a C++ compiler"
+)
+def test_a_compiled_run_says_so_and_trains(tmp_path: Path) -> None:
+    recipe = (REPO / "trainers/demo.yaml").read_text() + "compile: default\n"
+    (tmp_path / "compiled.yaml").write_text(recipe)
+    result = _train(
+        "dml:2:tiny_cnn", "--dataset", "digits", "--recipe", "compiled.yaml", "--epochs", "2",
+        "--out", "run", cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "compile: default: the first epoch also compiles the training step" in result.stderr
+    summary = json.loads((tmp_path / "run/summary.json").read_text())
+    assert summary["epochs"] == 2 and summary["val"]["acc_node0"] > 0.2  # 10 classes: chance 0.1
