@@ -41,3 +41,8 @@ def test_readme_main_job_finishes_within_ten_minutes_with_the_comparison_table(
     ) == 3
     exported = list((tmp_path / "results").glob("digits-demo-*/export/rank*.png"))
     assert len(exported) == 5
+    # the console holds our lines, not Tune's configuration box or TensorBoard hint
+    progress = [line for line in result.stderr.splitlines() if re.match(r"\[\d+/32\] ", line)]
+    assert len(progress) == 32
+    assert "Configuration for experiment" not in out + result.stderr
+    assert "tensorboard" not in (out + result.stderr).lower()

@@ -204,6 +204,12 @@ def run(args: argparse.Namespace) -> int:
             f"{settings.concurrency} at once",
             file=sys.stderr,
         )
+    if settings.recipe.compile != "off":
+        print(
+            f"compile: {settings.recipe.compile}: a worker's first trial of each model also "
+            "compiles it (cached for later trials and on each machine)",
+            file=sys.stderr,
+        )
     try:
         seconds = run_search(settings, resume=bool(args.resume), address=args.address)
     except KeyboardInterrupt:

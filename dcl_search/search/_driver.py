@@ -28,6 +28,9 @@ def quiet_ray_environment() -> None:
     os.environ.setdefault("RAY_DEDUP_LOGS", "1")
     # failed tasks are re-raised by us (first one, in one line); Ray would log each sibling too
     os.environ.setdefault("RAY_IGNORE_UNHANDLED_ERRORS", "1")
+    # Tune's newer console output prints its configuration box and a TensorBoard hint even at
+    # verbose=0; the older one honours verbose=0, and our callbacks print the progress lines
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
 
 
 def init_ray(address: str | None, num_cpus: int | None = None, num_gpus: int | None = None) -> None:
