@@ -89,8 +89,9 @@ class Recipe:
     channels_last: Literal["auto", "on", "off"] = "auto"
     eval_batch_size: int = 1024
     # torch.compile of each node's training forward and backward in one of torch's modes
-    # ("reduce-overhead" adds CUDA graphs); off by default: on the CPU compiling cost more
-    # time than it saved (benchmarks/fuse_nodes.py)
+    # ("reduce-overhead" adds CUDA graphs). Off by default: compiling takes seconds to minutes
+    # per model and shape, and it gained 1.15x a step on 32x32 CPU images but nothing on the
+    # 8x8 digits (benchmarks/train_step.py --compile); unmeasured on a GPU so far
     compile: Literal["off", "default", "reduce-overhead", "max-autotune"] = "off"
 
     def __post_init__(self) -> None:
