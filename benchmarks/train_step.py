@@ -16,6 +16,7 @@ import datetime
 import statistics
 import sys
 import time
+import typing
 from pathlib import Path
 
 import torch
@@ -29,7 +30,7 @@ from reference_loop import ReferenceLoop  # noqa: E402
 from dcl_search.datasets import DatasetSplits, ImageSet  # noqa: E402
 from dcl_search.graphs import preset_graph  # noqa: E402
 from dcl_search.models import build_model  # noqa: E402
-from dcl_search.training import CollaborativeTrainer, recipe_from_dict  # noqa: E402
+from dcl_search.training import CollaborativeTrainer, Recipe, recipe_from_dict  # noqa: E402
 
 DEFAULT_GRAPH = {"cuda": "dml:resnet32,resnet110,resnet32", "cpu": "dml:3:tiny_cnn"}
 # dense bf16 throughput reached in practice and memory bandwidth (DESIGN.md, "Performance")
@@ -154,7 +155,7 @@ def main() -> None:
     parser.add_argument(
         "--compile",
         default="off",
-        choices=("off", "default", "reduce-overhead", "max-autotune"),
+        choices=typing.get_args(typing.get_type_hints(Recipe)["compile"]),
         help="also time ours with the recipe's compile in this torch.compile mode "
         "(ours_compiled; compiled during the warm-up)",
     )

@@ -108,6 +108,12 @@ class CollaborativeTrainer:
 
         torch.manual_seed(seed)  # model initialisation is part of the seeded run
         self.models = [self._build_node(n) for n in range(self.num_nodes)]
+        if recipe.compile != "off" and self.device.type == "cpu" and not _cpp_compiler():
+            # inductor would fail only at the first step, deep in a traceback
+            raise TrainingError(
+                f"the recipe's compile: {recipe.compile} needs a C++ compiler on the CPU (found "
+                "none of $CXX, g++, clang++, c++); install one or set compile: off"
+            )
         self._train_calls = [self._training_call(model) for model in self.models]
         self.loss = GraphLoss(
             self.num_nodes,
@@ -176,12 +182,6 @@ class CollaborativeTrainer:
         mode = self.recipe.compile
         if mode == "off" or isinstance(model, CollaborativeNode):
             return model  # a collaborative node's train_forward is no module call to compile
-        if self.device.type == "cpu" and not _cpp_compiler():
-            # inductor would fail only at the first step, deep in a traceback
-            raise TrainingError(
-                f"the recipe's compile: {mode} needs a C++ compiler on the CPU (found none of "
-                f"$CXX, g++, clang++, c++); install one or set compile: off"
-            )
         return torch.compile(model, mode=None if mode == "default" else mode, dynamic=False)
 
     # -- training -------------------------------------------------------------------------

@@ -1,59 +1,9 @@
-"""benchmarks/packing.py without running a search: its synthetic CIFAR-100 and its arithmetic."""
+"""benchmarks/packing.py without running a search: its arithmetic."""
 
 from __future__ import annotations
 
-import pickle
-from pathlib import Path
-from types import ModuleType
-
-import numpy as np
+import packing
 import pytest
-import torch
-
-from dcl_search.datasets import load_dataset, stratified_split
-
-
-@pytest.fixture(scope="module")
-def packing() -> ModuleType:
-    import packing
-
-    return packing
-
-
-def test_synthetic_cifar100_loads_with_the_project_loader(packing, tmp_path: Path) -> None:
-    data_dir = packing.write_synthetic_cifar100(tmp_path, train_images=500, test_images=120)
-    folder = data_dir / "cifar-100-python"
-    with (folder / "train").open("rb") as file:
-        train = pickle.load(file, encoding="bytes")
-    with (folder / "test").open("rb") as file:
-        test = pickle.load(file, encoding="bytes")
-    with (folder / "meta").open("rb") as file:
-        meta = pickle.load(file, encoding="bytes")
-    assert len(meta[b"fine_label_names"]) == 100
-
-    splits = load_dataset("cifar100", data_dir, val_fraction=0.1, split_seed=0)
-
-    assert splits.num_classes == 100
-    assert len(splits.train) + len(splits.val) == 500
-    assert len(splits.test) == 120
-    written = torch.from_numpy(train[b"data"].reshape(-1, 3, 32, 32))
-    labels = torch.tensor(train[b"fine_labels"])
-    keep, held_out = stratified_split(labels, 0.1, 0)
-    assert torch.equal(splits.train.images, written[keep])
-    assert torch.equal(splits.val.images, written[held_out])
-    assert torch.equal(splits.train.labels, labels[keep])
-    assert torch.equal(splits.test.images, torch.from_numpy(test[b"data"].reshape(-1, 3, 32, 32)))
-    assert splits.test.labels.tolist() == test[b"fine_labels"]
-
-
-def test_synthetic_cifar100_is_seeded(packing, tmp_path: Path) -> None:
-    first = packing.write_synthetic_cifar100(tmp_path / "a", train_images=50, test_images=10)
-    second = packing.write_synthetic_cifar100(tmp_path / "b", train_images=50, test_images=10)
-    for name in ("train", "test"):
-        a = pickle.loads((first / "cifar-100-python" / name).read_bytes(), encoding="bytes")
-        b = pickle.loads((second / "cifar-100-python" / name).read_bytes(), encoding="bytes")
-        assert np.array_equal(a[b"data"], b[b"data"])
-        assert a[b"fine_labels"] == b[b"fine_labels"]
 
 
 def _row(trained: int, seconds: float, started: float, reported: float) -> dict:
@@ -65,7 +15,7 @@ def _row(trained: int, seconds: float, started: float, reported: float) -> dict:
     }
 
 
-def test_throughput_counts_only_trained_epochs(packing) -> None:
+def test_throughput_counts_only_trained_epochs() -> None:
     trials = [
         # trained both epochs
         [_row(1, 10.0, 100.0, 112.0), _row(2, 12.0, 100.0, 125.0)],
@@ -87,7 +37,7 @@ def test_throughput_counts_only_trained_epochs(packing) -> None:
     assert result["median_epoch_seconds"] == pytest.approx(16.0)
 
 
-def test_ratios_and_recommendation(packing) -> None:
+def test_ratios_and_recommendation() -> None:
     results = [
         {"packing": 1, "gpus_per_trial": 1.0, "cpus_per_trial": 16,
          "epochs_per_hour_wall": 100.0, "epochs_per_hour_running": 200.0},
@@ -107,7 +57,7 @@ def test_ratios_and_recommendation(packing) -> None:
     assert (cpu["flag"], cpu["value"]) == ("--cpus-per-trial", 8)
 
 
-def test_resources_share_the_device_and_the_cores(packing) -> None:
+def test_resources_share_the_device_and_the_cores() -> None:
     assert packing.resources("cuda", 8, 16) == {
         "cpus_per_trial": 2,
         "gpus_per_trial": 0.125,

@@ -2,16 +2,8 @@
 
 from __future__ import annotations
 
-from types import ModuleType
-
 import pytest
-
-
-@pytest.fixture(scope="module")
-def overhead() -> ModuleType:
-    import search_overhead
-
-    return search_overhead
+import search_overhead as overhead
 
 
 def _row(started: float, reported: float, seconds: float, trained: int, **extra) -> dict:
@@ -24,7 +16,7 @@ def _row(started: float, reported: float, seconds: float, trained: int, **extra)
     }
 
 
-def test_breakdown_splits_slot_time_into_hand_computed_parts(overhead) -> None:
+def test_breakdown_splits_slot_time_into_hand_computed_parts() -> None:
     # command 0..20 s on 2 slots (40 slot-s)
     # slot A: trial 1 starts at 4, pre-trains a teacher (3 s), set-up 1 s, epochs of 2 s
     #         reported at 10 and 12.5 (0.5 s reporting), then trial 3 starts at 13
@@ -56,7 +48,7 @@ def test_breakdown_splits_slot_time_into_hand_computed_parts(overhead) -> None:
     assert report["per_trial_overhead_share"] == pytest.approx(1 - work / 23)
 
 
-def test_replayed_epochs_cost_no_training(overhead) -> None:
+def test_replayed_epochs_cost_no_training() -> None:
     # the first row was replayed from the graph store: trained_epochs did not grow
     trials = [[_row(0.0, 1.0, 0.7, 0), _row(0.0, 2.0, 0.9, 1)]]
     report = overhead.breakdown(trials, started=0.0, ended=2.0, slots=1)
@@ -66,7 +58,7 @@ def test_replayed_epochs_cost_no_training(overhead) -> None:
     assert report["seconds"]["per-epoch reporting"] == pytest.approx(0.1)
 
 
-def test_epochs_replayed_mid_trial_count_as_reporting_not_negative_time(overhead) -> None:
+def test_epochs_replayed_mid_trial_count_as_reporting_not_negative_time() -> None:
     # a trial resumed from the store: epoch 1 trained (1 s), epochs 2-3 replayed in 0.1 s each
     # with their original 5 s stamps, epoch 4 trained (2 s)
     trials = [
