@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 from dcl_search import __version__
 from dcl_search._errors import DCLSearchError
+from dcl_search._ray import stop_ray
 from dcl_search.cli import _export, _reeval, _search, _show, _train
 
 COMMANDS = (_train, _search, _export, _reeval, _show)
@@ -50,9 +51,7 @@ def console() -> None:
     stopped, the exit handlers run and the streams are flushed, and the process ends there.
     """
     code = main()
-    ray = sys.modules.get("ray")
-    if ray is not None and ray.is_initialized():
-        ray.shutdown()
+    stop_ray()
     atexit._run_exitfuncs()  # logging, sqlite and the like close as at a normal exit
     sys.stdout.flush()
     sys.stderr.flush()

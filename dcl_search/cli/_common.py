@@ -4,13 +4,19 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-
-import networkx as nx
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from dcl_search._config import find_named_yaml
 from dcl_search._errors import RecipeError
-from dcl_search.training import Accuracy, Recipe, load_recipe
+
+if TYPE_CHECKING:
+    import networkx as nx
+    import pandas as pd
+
+    from dcl_search.training import Accuracy, Recipe
+
+# The command modules import torch, pandas and Ray only inside the commands that use them:
+# ``--help`` answers at once, and ``search`` imports them while Ray starts (see _search.py).
 
 
 def find_recipe(spec: str) -> Path:
@@ -28,6 +34,8 @@ def default_recipe_name(dataset: str) -> str:
 
 
 def load_recipe_option(spec: str | None, dataset: str, epochs: int | None) -> tuple[Recipe, Path]:
+    from dcl_search.training import load_recipe
+
     path = find_recipe(spec or default_recipe_name(dataset))
     return load_recipe(path).with_epochs(epochs), path
 
@@ -63,6 +71,8 @@ def add_data_options(parser: argparse.ArgumentParser) -> None:
 
 
 def accuracy_table(graph: nx.DiGraph, val: Accuracy, test: Accuracy) -> pd.DataFrame:
+    import pandas as pd
+
     rows = []
     for node in sorted(graph.nodes):
         attrs = graph.nodes[node]

@@ -5,20 +5,15 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from dcl_search._ray import init_ray, stop_ray
 from dcl_search.cli._common import add_data_options, load_recipe_option
-from dcl_search.search import (
-    SearchSettings,
-    all_trials_failed,
-    cached_data,
-    export_run,
-    load_search_space,
-    ranked,
-    run_search,
-    trial_table,
-)
-from dcl_search.training import LabelNoise
+
+if TYPE_CHECKING:
+    from dcl_search.search import SearchSettings
 
 HELP = "search the graph that makes node 0 most accurate (ASHA on Ray Tune, Optuna sampling)"
 
@@ -132,6 +127,9 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 def _settings(args: argparse.Namespace) -> SearchSettings:
     import os
 
+    from dcl_search.search import SearchSettings, load_search_space
+    from dcl_search.training import LabelNoise
+
     space_spec = args.space or ("demo" if args.dataset == "digits" else "paper")
     space = load_search_space(space_spec)
     if args.nodes is not None:
@@ -161,6 +159,8 @@ def _settings(args: argparse.Namespace) -> SearchSettings:
 
 
 def report_search(run_dir: Path, top: int, seconds: float | None = None) -> None:
+    from dcl_search.search import export_run, ranked, trial_table
+
     table = ranked(trial_table(run_dir))
     leaderboard, graphs = export_run(run_dir, top)
     reused = table[(table["trained_epochs"] == 0) & (table["reused_epochs"] > 0)]
@@ -184,14 +184,48 @@ def report_search(run_dir: Path, top: int, seconds: float | None = None) -> None
     print(f"exported {len(graphs)} graphs (JSON + PNG) and {leaderboard}")
 
 
-def run(args: argparse.Namespace) -> int:
-    from dcl_search.cli._reeval import reevaluate_run
+def _prepare(args: argparse.Namespace) -> SearchSettings:
+    """The settings and the dataset check: about 2 s of imports (torch, the search modules)."""
+    from dcl_search.search import SearchSettings, cached_data
 
     settings = SearchSettings.load(args.resume) if args.resume else _settings(args)
     if not args.address:
-        # a missing or malformed dataset is one line now, not a failed trial after Ray's start
+        # a missing or malformed dataset is one line now, not a failed trial
         # (on a cluster the data lives on the workers, which may be other machines)
         cached_data(settings.data)
+    return settings
+
+
+def _prepare_while_ray_starts(args: argparse.Namespace) -> SearchSettings:
+    """Ray's start (about 2 s, mostly waiting for its processes) overlaps the preparation.
+
+    Ray starts on this thread, as it must; the preparation imports nothing of Ray. If the
+    preparation fails, the Ray started here is stopped before its error is raised.
+    """
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="prepare") as pool:
+        prepared = pool.submit(_prepare, args)
+        started = init_ray(args.address)
+        try:
+            return prepared.result()
+        except BaseException:
+            if started:
+                stop_ray()
+            raise
+
+
+def _report_while_ray_stops(run_dir: Path, top: int, seconds: float) -> None:
+    """Ray's shutdown mostly waits for its processes to end: the export is written meanwhile."""
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="report") as pool:
+        reported = pool.submit(report_search, run_dir, top, seconds)
+        stop_ray()
+        reported.result()
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = _prepare_while_ray_starts(args)
+    from dcl_search.cli._reeval import reevaluate_run
+    from dcl_search.search import all_trials_failed, run_search
+
     if args.resume:
         print(
             f"resuming search {settings.run_dir} ({settings.samples} samples in all)",
@@ -218,7 +252,10 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 130
-    report_search(settings.run_dir, args.top, seconds)
+    if args.reeval_top:
+        report_search(settings.run_dir, args.top, seconds)
+    else:
+        _report_while_ray_stops(settings.run_dir, args.top, seconds)
     failure = all_trials_failed(settings.run_dir)
     if failure:
         print(f"dcl-search: {failure}", file=sys.stderr)

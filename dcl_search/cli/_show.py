@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-from dcl_search.graphs import describe_graph, draw_graph, resolve_graph
-
 HELP = "print a graph's nodes and gate matrix"
 
 
@@ -21,6 +19,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from dcl_search.graphs import describe_graph, draw_graph, resolve_graph
+
     graph = resolve_graph(args.graph)
     print(describe_graph(graph))
     if args.png:

@@ -6,12 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from tqdm import tqdm
-
 from dcl_search.cli._common import accuracy_table, add_data_options, load_recipe_option
-from dcl_search.datasets import load_dataset
-from dcl_search.graphs import graph_hash, resolve_graph
-from dcl_search.training import LabelNoise, resolve_frozen_checkpoints, train_run
 
 HELP = "train one graph (a JSON file or a preset: independent, kd, dml:3, ...)"
 
@@ -55,6 +50,12 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from dcl_search.datasets import load_dataset
+    from dcl_search.graphs import graph_hash, resolve_graph
+    from dcl_search.training import LabelNoise, resolve_frozen_checkpoints, train_run
+
     graph = resolve_graph(args.graph)
     recipe, recipe_path = load_recipe_option(args.recipe, args.dataset, args.epochs)
     noise = LabelNoise(args.label_noise, args.label_noise_mode)

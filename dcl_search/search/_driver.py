@@ -10,41 +10,15 @@ results/<name>/
 
 from __future__ import annotations
 
-import logging
-import os
 import sys
 import time
 from collections.abc import Callable
 
+from dcl_search._ray import init_ray
 from dcl_search.search._settings import SearchError, SearchSettings
 from dcl_search.search._store import GraphStore, record_ended
 
 METRIC = "acc_node0"
-
-
-def quiet_ray_environment() -> None:
-    """Ray would otherwise write an auth token into $HOME and print every worker's logs."""
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    os.environ.setdefault("RAY_DEDUP_LOGS", "1")
-    # failed tasks are re-raised by us (first one, in one line); Ray would log each sibling too
-    os.environ.setdefault("RAY_IGNORE_UNHANDLED_ERRORS", "1")
-    # Tune's newer console output prints its configuration box and a TensorBoard hint even at
-    # verbose=0; the older one honours verbose=0, and our callbacks print the progress lines
-    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-
-
-def init_ray(address: str | None, num_cpus: int | None = None, num_gpus: int | None = None) -> None:
-    quiet_ray_environment()
-    import ray
-
-    if ray.is_initialized():
-        return
-    common = {"include_dashboard": False, "logging_level": logging.ERROR, "log_to_driver": False}
-    if address:
-        ray.init(address=address, **common)
-    else:
-        # "local" starts a new instance: never join a leftover cluster by accident
-        ray.init(address="local", num_cpus=num_cpus or os.cpu_count(), num_gpus=num_gpus, **common)
 
 
 def _trial_dirname(trial) -> str:
@@ -54,7 +28,7 @@ def _trial_dirname(trial) -> str:
 def _callbacks(settings: SearchSettings, log: Callable[[str], None]) -> list:
     from ray import tune
 
-    from dcl_search.search._state_backup import StateBackup
+    from dcl_search.search._state_backup import back_up_state
 
     store = GraphStore(settings.run_dir / "graphs")
 
@@ -103,7 +77,16 @@ def _callbacks(settings: SearchSettings, log: Callable[[str], None]) -> list:
         def on_trial_error(self, iteration, trials, trial, **info):
             self._line(trial, "FAILED")
 
-    return [ReleaseLocks(), Progress(), StateBackup(str(settings.run_dir))]
+    class StateBackup(tune.Callback):
+        """Tune saves its state at the end of a step: a copy taken right after is complete."""
+
+        def __init__(self) -> None:
+            self.saved_at: int | None = None
+
+        def on_step_end(self, iteration, trials, **info) -> None:
+            self.saved_at = back_up_state(settings.run_dir, self.saved_at)
+
+    return [ReleaseLocks(), Progress(), StateBackup()]
 
 
 def _searcher(settings: SearchSettings):

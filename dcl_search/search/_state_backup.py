@@ -14,8 +14,6 @@ import pickle
 import shutil
 from pathlib import Path
 
-from ray import tune
-
 BACKUP = ".tune-state-backup"
 PROGRESS = "progress.json"  # what a trial checkpoint holds (see _trial.py)
 PATTERNS = ("experiment_state-*.json", "searcher-state-*.pkl", "search_gen_state-*.json")
@@ -32,30 +30,29 @@ def _session_files(run_dir: Path, state: Path) -> list[Path]:
     return [p for pattern in PATTERNS for p in run_dir.glob(pattern.replace("*", session))]
 
 
-class StateBackup(tune.Callback):
-    """Copies the latest complete experiment state into ``<run>/.tune-state-backup/``."""
+def back_up_state(run_dir: Path, saved_at: int | None) -> int | None:
+    """Copies the latest complete experiment state into ``<run>/.tune-state-backup/`` unless it
+    is the one saved at ``saved_at`` (an mtime); returns the mtime of the state now backed up.
 
-    def __init__(self, run_dir: str) -> None:
-        self.run_dir = run_dir
-        self._saved_at: int | None = None
-
-    def on_step_end(self, iteration, trials, **info) -> None:
-        run_dir = Path(self.run_dir)
-        state = _latest_state(run_dir)
-        if state is None or state.stat().st_mtime_ns == self._saved_at:
-            return
-        self._saved_at = state.stat().st_mtime_ns
-        fresh = run_dir / f"{BACKUP}.tmp"
-        shutil.rmtree(fresh, ignore_errors=True)
-        fresh.mkdir()
-        for path in _session_files(run_dir, state):
-            shutil.copy2(path, fresh / path.name)
-        old = run_dir / f"{BACKUP}.old"
-        shutil.rmtree(old, ignore_errors=True)
-        if (run_dir / BACKUP).exists():
-            (run_dir / BACKUP).rename(old)
-        fresh.rename(run_dir / BACKUP)
-        shutil.rmtree(old, ignore_errors=True)
+    Called by the driver's Tune callback after every step (Ray-free here, so that reading a
+    search's results does not import Ray).
+    """
+    state = _latest_state(run_dir)
+    if state is None or state.stat().st_mtime_ns == saved_at:
+        return saved_at
+    saved_at = state.stat().st_mtime_ns
+    fresh = run_dir / f"{BACKUP}.tmp"
+    shutil.rmtree(fresh, ignore_errors=True)
+    fresh.mkdir()
+    for path in _session_files(run_dir, state):
+        shutil.copy2(path, fresh / path.name)
+    old = run_dir / f"{BACKUP}.old"
+    shutil.rmtree(old, ignore_errors=True)
+    if (run_dir / BACKUP).exists():
+        (run_dir / BACKUP).rename(old)
+    fresh.rename(run_dir / BACKUP)
+    shutil.rmtree(old, ignore_errors=True)
+    return saved_at
 
 
 def _readable(path: Path) -> bool:

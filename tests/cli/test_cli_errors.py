@@ -79,7 +79,12 @@ def test_missing_dataset_says_where_it_looked(tmp_path: Path, capsys) -> None:
     assert "cifar10" in line and str(tmp_path / "nodata") in line and "cifar-10-batches-py" in line
 
 
-def test_search_checks_the_dataset_before_starting_ray(tmp_path: Path, capsys) -> None:
+def test_search_checks_the_dataset_before_any_trial_and_stops_its_ray(
+    tmp_path: Path, capsys
+) -> None:
+    import ray
+
+    assert not ray.is_initialized()
     status = main(
         [
             "search",
@@ -94,6 +99,8 @@ def test_search_checks_the_dataset_before_starting_ray(tmp_path: Path, capsys) -
     line = _one_error_line(capsys, status)
     assert "cifar100 dataset not found" in line and "cifar-100-python" in line
     assert not (tmp_path / "results").exists()
+    # Ray started beside the check (cli/_search.py) and is stopped again before the error
+    assert not ray.is_initialized()
 
 
 def test_recipe_with_an_unknown_key(tmp_path: Path, capsys) -> None:

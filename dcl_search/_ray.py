@@ -1,0 +1,46 @@
+"""Starting Ray: kept apart from the search package so that it needs nothing but Ray.
+
+``dcl-search search`` starts Ray on the main thread while another thread imports torch and the
+search modules (see cli/_search.py); this module must not import them, or Ray would wait.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+
+def quiet_ray_environment() -> None:
+    """Ray would otherwise write an auth token into $HOME and print every worker's logs."""
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    os.environ.setdefault("RAY_DEDUP_LOGS", "1")
+    # failed tasks are re-raised by us (first one, in one line); Ray would log each sibling too
+    os.environ.setdefault("RAY_IGNORE_UNHANDLED_ERRORS", "1")
+    # Tune's newer console output prints its configuration box and a TensorBoard hint even at
+    # verbose=0; the older one honours verbose=0, and our callbacks print the progress lines
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+
+
+def init_ray(address: str | None, num_cpus: int | None = None, num_gpus: int | None = None) -> bool:
+    """Starts Ray here, or joins the cluster at ``address``; True if this call did it."""
+    quiet_ray_environment()
+    import ray
+
+    if ray.is_initialized():
+        return False
+    common = {"include_dashboard": False, "logging_level": logging.ERROR, "log_to_driver": False}
+    if address:
+        ray.init(address=address, **common)
+    else:
+        # "local" starts a new instance: never join a leftover cluster by accident
+        ray.init(address="local", num_cpus=num_cpus or os.cpu_count(), num_gpus=num_gpus, **common)
+    return True
+
+
+def stop_ray() -> None:
+    """Stops (or leaves) Ray if it runs; its processes take about a second to end."""
+    import sys
+
+    ray = sys.modules.get("ray")
+    if ray is not None and ray.is_initialized():
+        ray.shutdown()

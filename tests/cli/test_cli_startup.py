@@ -1,0 +1,42 @@
+"""The command line loads its heavy libraries only in the commands that use them.
+
+``dcl-search search`` depends on it: torch and the search modules are imported on one thread
+while Ray starts on the main one, and an import of Ray from that thread would have to wait.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+
+def _loaded_after(statement: str, modules: tuple[str, ...]) -> list[str]:
+    code = f"import sys; {statement}; print(' '.join(m for m in {modules!r} if m in sys.modules))"
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    return result.stdout.split()
+
+
+def test_the_parser_and_help_load_no_torch_ray_or_pandas() -> None:
+    heavy = ("torch", "ray", "pandas", "networkx", "optuna", "matplotlib")
+    assert _loaded_after("import dcl_search.cli", heavy) == []
+    assert (
+        _loaded_after(
+            "from dcl_search.cli import build_parser; build_parser().format_help()", heavy
+        )
+        == []
+    )
+
+
+@pytest.mark.parametrize(
+    "module", ["dcl_search.search", "dcl_search.search._settings", "dcl_search.search._data"]
+)
+def test_the_search_settings_and_data_check_import_nothing_of_ray(module: str) -> None:
+    assert _loaded_after(f"import {module}", ("ray", "torch")) == ["torch"]
+
+
+def test_starting_ray_imports_none_of_the_search_modules() -> None:
+    assert _loaded_after("import dcl_search._ray", ("ray", "torch", "dcl_search.search")) == []
