@@ -1,8 +1,5 @@
-"""Starting Ray: kept apart from the search package so that it needs nothing but Ray.
-
-``dcl-search search`` starts Ray on the main thread while another thread imports torch and the
-search modules (see cli/_search.py); this module must not import them, or Ray would wait.
-"""
+"""Starting and stopping Ray, apart from the search package, which imports no Ray: reading a
+search's results (export, show, the tables) never pays for Ray's import."""
 
 from __future__ import annotations
 

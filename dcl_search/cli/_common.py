@@ -15,8 +15,8 @@ if TYPE_CHECKING:
 
     from dcl_search.training import Accuracy, Recipe
 
-# The command modules import torch, pandas and Ray only inside the commands that use them:
-# ``--help`` answers at once, and ``search`` imports them while Ray starts (see _search.py).
+# The command modules import torch, pandas and Ray only inside the commands that use them,
+# so that ``--help`` answers at once.
 
 
 def find_recipe(spec: str) -> Path:

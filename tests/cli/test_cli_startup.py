@@ -1,8 +1,5 @@
-"""The command line loads its heavy libraries only in the commands that use them.
-
-``dcl-search search`` depends on it: torch and the search modules are imported on one thread
-while Ray starts on the main one, and an import of Ray from that thread would have to wait.
-"""
+"""The command line loads its heavy libraries only in the commands that use them: ``--help``
+answers at once, and reading a search's results imports no Ray."""
 
 from __future__ import annotations
 
