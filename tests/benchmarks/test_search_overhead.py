@@ -43,6 +43,7 @@ def test_breakdown_splits_slot_time_into_hand_computed_parts() -> None:
     assert parts["wind-down"] == pytest.approx(8.0)
     assert sum(parts.values()) == pytest.approx(40.0)
     work = 15.5 + 3.0
+    assert report["overhead_seconds"] == pytest.approx(40 - work)
     assert report["overhead_share"] == pytest.approx(1 - work / 40)
     assert report["overhead_share_while_trials_run"] == pytest.approx(1 - work / 24)
     assert report["per_trial_overhead_share"] == pytest.approx(1 - work / 23)
