@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 
 
 def quiet_ray_environment() -> None:
@@ -36,8 +37,6 @@ def init_ray(address: str | None, num_cpus: int | None = None, num_gpus: int | N
 
 def stop_ray() -> None:
     """Stops (or leaves) Ray if it runs; its processes take about a second to end."""
-    import sys
-
     ray = sys.modules.get("ray")
     if ray is not None and ray.is_initialized():
         ray.shutdown()

@@ -29,11 +29,7 @@ def test_the_parser_and_help_load_no_torch_ray_or_pandas() -> None:
 
 
 @pytest.mark.parametrize(
-    "module", ["dcl_search.search", "dcl_search.search._settings", "dcl_search.search._data"]
+    "module", ["dcl_search.search", "dcl_search.search._settings", "dcl_search.search._results"]
 )
-def test_the_search_settings_and_data_check_import_nothing_of_ray(module: str) -> None:
-    assert _loaded_after(f"import {module}", ("ray", "torch")) == ["torch"]
-
-
-def test_starting_ray_imports_none_of_the_search_modules() -> None:
-    assert _loaded_after("import dcl_search._ray", ("ray", "torch", "dcl_search.search")) == []
+def test_the_search_settings_and_results_import_nothing_of_ray(module: str) -> None:
+    assert _loaded_after(f"import {module}", ("ray",)) == []
