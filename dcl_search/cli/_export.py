@@ -13,7 +13,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("run", help="search folder, e.g. results/<name>")
     parser.add_argument("--top", type=int, default=5, help="number of graphs (default 5)")
     parser.add_argument("--out", default=None, help="output folder (default RUN/export)")
-    parser.set_defaults(run=run)
+    parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:

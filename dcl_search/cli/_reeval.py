@@ -20,7 +20,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--top", type=int, default=3, help="graphs to re-train (default 3)")
     parser.add_argument("--seeds", type=int, default=3, help="seeds per graph (default 3)")
     add_resources(parser, "run")
-    parser.set_defaults(run=run_reeval)
+    parser.set_defaults(handler=run_reeval)
 
     parser = commands.add_parser("transfer", help=TRANSFER_HELP, description=TRANSFER_HELP)
     parser.add_argument(
@@ -39,7 +39,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         "--out", default=None, help="output folder (default results/transfer-<dataset>)"
     )
     add_resources(parser, "run")
-    parser.set_defaults(run=run_transfer)
+    parser.set_defaults(handler=run_transfer)
 
 
 def _finish(runs, out: Path) -> None:

@@ -121,7 +121,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--seeds", type=int, default=3, help="seeds per graph in re-evaluation (default 3)"
     )
-    parser.set_defaults(run=run)
+    parser.set_defaults(handler=run)
 
 
 def _settings(args: argparse.Namespace) -> SearchSettings:

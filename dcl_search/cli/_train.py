@@ -46,7 +46,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         default="results/pretrained",
         help="where pre-trained frozen teachers are cached (default results/pretrained)",
     )
-    parser.set_defaults(run=run)
+    parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:

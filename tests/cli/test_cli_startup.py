@@ -33,3 +33,22 @@ def test_the_parser_and_help_load_no_torch_ray_or_pandas() -> None:
 )
 def test_the_search_settings_and_results_import_nothing_of_ray(module: str) -> None:
     assert _loaded_after(f"import {module}", ("ray",)) == []
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["train", "dml:2"],
+        ["search"],
+        ["export", "results/run"],
+        ["reeval", "results/run"],
+        ["transfer", "graph.json"],
+        ["show", "dml:2"],
+    ],
+)
+def test_every_command_reaches_its_handler_even_with_a_positional_named_run(argv) -> None:
+    from dcl_search.cli import build_parser
+
+    args = build_parser().parse_args(argv)
+    assert args.handler.__module__.startswith("dcl_search.cli._")
+    assert args.handler.__name__.startswith("run")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -168,6 +169,36 @@ def test_exported_graphs_load_in_networkx_and_train(tiny_search, tmp_path: Path)
     )
     assert result.returncode == 0, result.stderr
     assert json.loads((tmp_path / "t/summary.json").read_text())["epochs"] == 2
+
+
+def test_the_export_command_writes_what_the_search_exported(tiny_search, tmp_path: Path) -> None:
+    run_dir, _ = tiny_search
+    out = tmp_path / "exported"
+    command = [sys.executable, "-m", "dcl_search", "export", str(run_dir), "--top", "2"]
+    result = run_cli([*command, "--out", str(out)], tmp_path)
+    pd.testing.assert_frame_equal(
+        pd.read_csv(out / "leaderboard.csv"), pd.read_csv(run_dir / "export/leaderboard.csv")
+    )
+    ours = sorted(p.name for p in out.glob("rank*"))
+    searched = sorted(p.name for p in (run_dir / "export").glob("rank*"))
+    assert len(ours) == 4 and ours == searched[:4]  # rank1, rank2: JSON + PNG each
+    assert f"wrote {out / 'leaderboard.csv'}" in result.stdout
+
+
+def test_the_reeval_command_retrains_the_best_graph_against_the_baselines(
+    tiny_search, tmp_path: Path
+) -> None:
+    run_dir, _ = tiny_search
+    copy = tmp_path / "run"  # the shared run stays as the other tests read it
+    shutil.copytree(run_dir, copy)
+    command = [sys.executable, "-m", "dcl_search", "reeval", str(copy), "--top", "1"]
+    result = run_cli([*command, "--seeds", "1"], tmp_path)
+    best = pd.read_csv(run_dir / "export/leaderboard.csv").iloc[0]["graph_hash"]
+    summary = pd.read_csv(copy / "reeval/summary.csv")
+    assert sorted(summary["label"]) == ["dml:2", "independent", f"rank1-{best[:8]}"]
+    assert (summary["seeds"] == 1).all()
+    assert len(pd.read_csv(copy / "reeval/runs.csv")) == 3
+    assert "val gain vs independent" in result.stdout
 
 
 def test_a_duplicate_graph_is_not_trained_twice(tmp_path: Path) -> None:
