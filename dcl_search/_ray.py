@@ -1,5 +1,6 @@
-"""Starting and stopping Ray, apart from the search package, which imports no Ray: reading a
-search's results (export, show, the tables) never pays for Ray's import."""
+"""Starting and stopping Ray. Apart from the search package, which imports torch, so that the
+command line stops Ray without it, and apart from Ray itself until it is needed: reading a
+search's results (export, the tables) never pays for Ray's import."""
 
 from __future__ import annotations
 
@@ -19,20 +20,19 @@ def quiet_ray_environment() -> None:
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
 
 
-def init_ray(address: str | None, num_cpus: int | None = None, num_gpus: int | None = None) -> bool:
-    """Starts Ray here, or joins the cluster at ``address``; True if this call did it."""
+def init_ray(address: str | None, num_cpus: int | None = None, num_gpus: int | None = None) -> None:
+    """Starts Ray here, or joins the cluster at ``address`` (once per process)."""
     quiet_ray_environment()
     import ray
 
     if ray.is_initialized():
-        return False
+        return
     common = {"include_dashboard": False, "logging_level": logging.ERROR, "log_to_driver": False}
     if address:
         ray.init(address=address, **common)
     else:
         # "local" starts a new instance: never join a leftover cluster by accident
         ray.init(address="local", num_cpus=num_cpus or os.cpu_count(), num_gpus=num_gpus, **common)
-    return True
 
 
 def stop_ray() -> None:
