@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -13,6 +12,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+
+from dcl_search.training._trainer import _cpp_compiler
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -115,9 +116,7 @@ def test_a_changed_setting_is_not_resumed_into_the_same_folder(tmp_path: Path) -
     assert "belongs to another run (these settings differ: seed)" in result.stderr
 
 
-@pytest.mark.skipif(
-    not any(shutil.which(c) for c in ("g++", "clang++", "c++")), reason="needs a C++ compiler"
-)
+@pytest.mark.skipif(_cpp_compiler() is None, reason="inductor needs a C++ compiler")
 def test_a_compiled_run_says_so_and_trains(tmp_path: Path) -> None:
     recipe = (REPO / "trainers/demo.yaml").read_text() + "compile: default\n"
     (tmp_path / "compiled.yaml").write_text(recipe)
