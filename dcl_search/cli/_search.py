@@ -158,6 +158,10 @@ def _settings(args: argparse.Namespace) -> SearchSettings:
     )
 
 
+def _epochs(count: int) -> str:
+    return f"{count} epoch" if count == 1 else f"{count} epochs"
+
+
 def report_search(run_dir: Path, top: int, seconds: float | None = None) -> None:
     from dcl_search.search import export_run, ranked, trial_table
 
@@ -169,8 +173,8 @@ def report_search(run_dir: Path, top: int, seconds: float | None = None) -> None
     print(
         f"search {run_dir.name}: {len(table)} trials{took} "
         f"({counts.get('complete', 0)} complete, {counts.get('pruned', 0)} stopped early by ASHA, "
-        f"{counts.get('error', 0)} failed); {len(reused)} reused an already trained graph "
-        f"({int(table['reused_epochs'].sum())} epochs not trained again)"
+        f"{counts.get('error', 0)} failed); {len(reused)} reused an already trained graph; "
+        f"{_epochs(int(table['reused_epochs'].sum()))} not trained again"
     )
     shown = table.head(top)[
         ["trial", "status", "graph_hash", "models", "epochs", "acc_node0", "acc_ensemble"]

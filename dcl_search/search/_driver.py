@@ -21,6 +21,10 @@ from dcl_search.search._store import GraphStore, record_ended
 METRIC = "acc_node0"
 
 
+def _epochs(count: int) -> str:
+    return f"{count} epoch" if count == 1 else f"{count} epochs"
+
+
 def _trial_dirname(trial) -> str:
     return f"trial_{trial.trial_id}"
 
@@ -44,30 +48,35 @@ def _callbacks(settings: SearchSettings, log: Callable[[str], None]) -> list:
             store.release_all_of(trial.trial_id)
 
     class Progress(tune.Callback):
-        def __init__(self) -> None:
-            self.best = float("-inf")
-            self.ended = 0
+        """One line per ended trial. Counts and best come from Tune's trial list, not from
+        this object, so a resumed search goes on counting from the trials it restored."""
 
-        def _line(self, trial, how: str) -> None:
-            self.ended += 1
+        def _line(self, trials, trial, how: str) -> None:
+            # Tune marks a completed trial TERMINATED only after this callback, a failed one before
+            ended = [t for t in trials if t is trial or t.status in ("TERMINATED", "ERROR")]
+            scores = [
+                t.last_result[METRIC]
+                for t in ended
+                if (t.last_result or {}).get(METRIC) is not None
+            ]
             result = trial.last_result or {}
             accuracy = result.get(METRIC)
-            if accuracy is not None:
-                self.best = max(self.best, accuracy)
             shown = "-" if accuracy is None else f"{100 * accuracy:.2f}%"
-            best = "-" if self.best == float("-inf") else f"{100 * self.best:.2f}%"
+            best = f"{100 * max(scores):.2f}%" if scores else "-"
             reused = (
                 " (reused)"
                 if result.get("reused_epochs") and not result.get("trained_epochs")
                 else ""
             )
             log(
-                f"[{self.ended}/{settings.samples}] {trial.trial_id} {how} after {result.get('epoch', 0)} "
-                f"epochs: {METRIC} {shown}{reused}, graph {result.get('graph_hash', '?')}; best {best}"
+                f"[{len(ended)}/{settings.samples}] {trial.trial_id} {how} after "
+                f"{_epochs(result.get('epoch', 0))}: {METRIC} {shown}{reused}, "
+                f"graph {result.get('graph_hash', '?')}; best {best}"
             )
 
         def on_trial_complete(self, iteration, trials, trial, **info):
             self._line(
+                trials,
                 trial,
                 "done"
                 if (trial.last_result or {}).get("epoch") == settings.recipe.epochs
@@ -75,7 +84,7 @@ def _callbacks(settings: SearchSettings, log: Callable[[str], None]) -> list:
             )
 
         def on_trial_error(self, iteration, trials, trial, **info):
-            self._line(trial, "FAILED")
+            self._line(trials, trial, "FAILED")
 
     class StateBackup(tune.Callback):
         """Tune saves its state at the end of a step: a copy taken right after is complete."""

@@ -278,6 +278,15 @@ def test_a_killed_search_resumes_without_losing_or_retraining_trials(tmp_path: P
     study = optuna.load_study(study_name="run", storage=optuna_storage(run_dir))
     assert not [t for t in study.trials if t.state.name == "RUNNING"]
     assert "12 trials" in result.stdout
+    # the resumed driver counts on from the restored trials instead of from 1
+    counted = [
+        line.split("]")[0].lstrip("[")
+        for line in result.stderr.splitlines()
+        if line.startswith("[")
+    ]
+    assert counted and counted[-1] == "12/12", result.stderr[-2000:]
+    numbers = [int(c.split("/")[0]) for c in counted]
+    assert numbers == list(range(numbers[0], 13)) and numbers[0] > 1, counted
 
 
 def test_a_space_mixing_heads_intra_models_and_gates_searches_and_its_winner_trains(
