@@ -8,6 +8,8 @@ import logging
 import os
 import sys
 
+from dcl_search._errors import DCLSearchError
+
 
 def quiet_ray_environment() -> None:
     """Ray would otherwise write an auth token into $HOME and print every worker's logs."""
@@ -33,6 +35,27 @@ def init_ray(address: str | None, num_cpus: int | None = None, num_gpus: int | N
     else:
         # "local" starts a new instance: never join a leftover cluster by accident
         ray.init(address="local", num_cpus=num_cpus or os.cpu_count(), num_gpus=num_gpus, **common)
+
+
+def check_fits(cpus: float, gpus: float, noun: str, address: str | None) -> None:
+    """Ray would wait forever for a request no machine meets; started here, that is an error.
+
+    On a cluster (``address``) an autoscaler may still add machines, so it is only a warning.
+    """
+    import ray
+
+    machines = [node["Resources"] for node in ray.nodes() if node["Alive"]]
+    if any(m.get("CPU", 0) >= cpus and m.get("GPU", 0) >= gpus for m in machines):
+        return
+    largest = max(machines, key=lambda m: (m.get("GPU", 0), m.get("CPU", 0)), default={})
+    message = (
+        f"--cpus-per-{noun} {cpus:g} --gpus-per-{noun} {gpus:g}: no machine of the Ray cluster "
+        f"has that much (the largest has {largest.get('CPU', 0):g} CPUs, "
+        f"{largest.get('GPU', 0):g} GPUs)"
+    )
+    if address is None:
+        raise DCLSearchError(message)
+    print(f"dcl-search: warning: {message}; waiting for the cluster to grow", file=sys.stderr)
 
 
 def stop_ray() -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -17,6 +19,39 @@ if TYPE_CHECKING:
 
 # The command modules import torch, pandas and Ray only inside the commands that use them,
 # so that ``--help`` answers at once.
+
+
+def at_least(minimum: int) -> Callable[[str], int]:
+    """An argparse type: an integer >= ``minimum``. argparse names the option in its message and
+    stops before anything runs (a search would otherwise fail on ``--seeds 0`` only at its end)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"is {value}, but must be >= {minimum}")
+        return value
+
+    return parse
+
+
+def share(*, zero_allowed: bool) -> Callable[[str], float]:
+    """An argparse type: a finite number > 0 (or >= 0), e.g. CPUs or GPUs per trial."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not math.isfinite(value) or value < 0 or (value == 0 and not zero_allowed):
+            raise argparse.ArgumentTypeError(
+                f"is {text}, but must be a number {'>=' if zero_allowed else '>'} 0"
+            )
+        return value
+
+    return parse
 
 
 def find_recipe(spec: str) -> Path:

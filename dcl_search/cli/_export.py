@@ -5,13 +5,15 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from dcl_search.cli._common import at_least
+
 HELP = "write the best graphs of a search (JSON + PNG) and its leaderboard CSV"
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser("export", help=HELP, description=HELP)
     parser.add_argument("run", help="search folder, e.g. results/<name>")
-    parser.add_argument("--top", type=int, default=5, help="number of graphs (default 5)")
+    parser.add_argument("--top", type=at_least(1), default=5, help="number of graphs (default 5)")
     parser.add_argument("--out", default=None, help="output folder (default RUN/export)")
     parser.set_defaults(handler=run)
 

@@ -6,7 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from dcl_search.cli._common import add_data_options, load_recipe_option
+from dcl_search._ray import check_fits
+from dcl_search.cli._common import add_data_options, at_least, load_recipe_option
 
 REEVAL_HELP = "re-train the best graphs of a search with several seeds against the baselines"
 TRANSFER_HELP = "train found graphs on another dataset with several seeds against the baselines"
@@ -17,8 +18,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 
     parser = commands.add_parser("reeval", help=REEVAL_HELP, description=REEVAL_HELP)
     parser.add_argument("run", help="search folder, e.g. results/<name>")
-    parser.add_argument("--top", type=int, default=3, help="graphs to re-train (default 3)")
-    parser.add_argument("--seeds", type=int, default=3, help="seeds per graph (default 3)")
+    parser.add_argument("--top", type=at_least(1), default=3, help="graphs to re-train (default 3)")
+    parser.add_argument("--seeds", type=at_least(1), default=3, help="seeds per graph (default 3)")
     add_resources(parser, "run")
     parser.set_defaults(handler=run_reeval)
 
@@ -34,7 +35,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         "--recipe", default=None, help="recipe (default: demo for digits, paper otherwise)"
     )
     parser.add_argument("--epochs", type=int, default=None, help="override the recipe's epochs")
-    parser.add_argument("--seeds", type=int, default=3, help="seeds per graph (default 3)")
+    parser.add_argument("--seeds", type=at_least(1), default=3, help="seeds per graph (default 3)")
     parser.add_argument(
         "--out", default=None, help="output folder (default results/transfer-<dataset>)"
     )
@@ -63,6 +64,7 @@ def reevaluate_run(
 ) -> None:
     from dcl_search.search import (
         Candidate,
+        SearchError,
         SearchSettings,
         baselines,
         init_ray,
@@ -72,6 +74,8 @@ def reevaluate_run(
 
     settings = SearchSettings.load(run_dir)
     best = top_graphs(run_dir, top)
+    if not best:
+        raise SearchError(f"{run_dir}: no trial of this search has finished an epoch yet")
     candidates = [
         Candidate(f"rank{i}-{row.graph_hash[:8]}", graph) for i, (graph, row) in enumerate(best, 1)
     ]
@@ -82,6 +86,7 @@ def reevaluate_run(
         file=sys.stderr,
     )
     init_ray(address)
+    check_fits(cpus, gpus, "run", address)
     out = run_dir / "reeval"
     runs = train_candidates(
         candidates, settings.data, settings.recipe, seeds, out, cpus_per_run=cpus, gpus_per_run=gpus
@@ -130,6 +135,7 @@ def run_transfer(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     init_ray(args.address)
+    check_fits(args.cpus_per_run, args.gpus_per_run, "run", args.address)
     runs = train_candidates(
         candidates,
         spec,

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from dcl_search._ray import stop_ray
-from dcl_search.cli._common import add_data_options, load_recipe_option
+from dcl_search.cli._common import add_data_options, at_least, load_recipe_option, share
 
 if TYPE_CHECKING:
     from dcl_search.search import SearchSettings
@@ -28,11 +28,14 @@ def _nodes(text: str) -> int | tuple[int, int]:
 
 def add_resources(parser: argparse.ArgumentParser, noun: str = "trial") -> None:
     parser.add_argument(
-        f"--cpus-per-{noun}", type=float, default=1.0, help=f"CPUs reserved per {noun} (default 1)"
+        f"--cpus-per-{noun}",
+        type=share(zero_allowed=False),
+        default=1.0,
+        help=f"CPUs reserved per {noun} (default 1)",
     )
     parser.add_argument(
         f"--gpus-per-{noun}",
-        type=float,
+        type=share(zero_allowed=True),
         default=0.0,
         help=f"GPUs per {noun}; fractions pack several on one GPU, e.g. 0.25 (default 0: CPU)",
     )
@@ -111,15 +114,15 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         metavar="RUN_DIR",
         help="continue an interrupted search, e.g. results/<name>",
     )
-    parser.add_argument("--top", type=int, default=5, help="graphs to export (default 5)")
+    parser.add_argument("--top", type=at_least(1), default=5, help="graphs to export (default 5)")
     parser.add_argument(
         "--reeval-top",
-        type=int,
+        type=at_least(0),
         default=0,
         help="re-train the K best graphs with --seeds seeds against the baselines (default 0: skip)",
     )
     parser.add_argument(
-        "--seeds", type=int, default=3, help="seeds per graph in re-evaluation (default 3)"
+        "--seeds", type=at_least(1), default=3, help="seeds per graph in re-evaluation (default 3)"
     )
     parser.set_defaults(handler=run)
 

@@ -54,8 +54,14 @@ def run(args: argparse.Namespace) -> int:
 
     from dcl_search.datasets import load_dataset
     from dcl_search.graphs import graph_hash, resolve_graph
-    from dcl_search.training import LabelNoise, resolve_frozen_checkpoints, train_run
+    from dcl_search.training import (
+        LabelNoise,
+        resolve_device,
+        resolve_frozen_checkpoints,
+        train_run,
+    )
 
+    resolve_device(args.device)  # before a frozen teacher's pre-training, not after
     graph = resolve_graph(args.graph)
     recipe, recipe_path = load_recipe_option(args.recipe, args.dataset, args.epochs)
     noise = LabelNoise(args.label_noise, args.label_noise_mode)

@@ -14,7 +14,7 @@ import sys
 import time
 from collections.abc import Callable
 
-from dcl_search._ray import init_ray
+from dcl_search._ray import check_fits, init_ray
 from dcl_search.search._settings import SearchError, SearchSettings
 from dcl_search.search._store import GraphStore, record_ended
 
@@ -200,9 +200,10 @@ def run_search(
             f"{settings.run_dir} already holds a search; resume it with --resume {settings.run_dir} "
             "or choose another --name"
         )
-    settings.save()
-    GraphStore(settings.run_dir / "graphs").release_all()  # nothing runs yet: every lock is stale
     init_ray(address, num_gpus=None)
+    check_fits(settings.cpus_per_trial, settings.gpus_per_trial, "trial", address)
+    settings.save()  # after the check: a search that cannot start leaves no folder behind
+    GraphStore(settings.run_dir / "graphs").release_all()  # nothing runs yet: every lock is stale
     tuner = _restored_tuner(settings) if resume else _new_tuner(settings, log)
     started = time.perf_counter()
     tuner.fit()

@@ -18,8 +18,8 @@ def export_run(
     """Writes leaderboard.csv and ``rank<i>-<hash>.json`` + ``.png`` for the ``top`` best graphs."""
     run_dir = Path(run_dir)
     out = Path(out_dir) if out_dir is not None else run_dir / "export"
+    table = ranked(trial_table(run_dir))  # a folder that is no search fails before mkdir
     out.mkdir(parents=True, exist_ok=True)
-    table = ranked(trial_table(run_dir))
     table.to_csv(out / LEADERBOARD, index=False)
     written = []
     for rank, (graph, row) in enumerate(top_graphs(run_dir, top), start=1):

@@ -135,7 +135,7 @@ def all_trials_failed(run_dir: str | Path) -> str | None:
     """None if any trial did not fail; else a line naming the first trial's error and its file."""
     run_dir = Path(run_dir)
     table = trial_table(run_dir)
-    if (table["status"] != STATUS_ERROR).any():
+    if table.empty or (table["status"] != STATUS_ERROR).any():
         return None
     first = table["trial"].iloc[0]
     error_file = run_dir / f"trial_{first}" / "error.txt"

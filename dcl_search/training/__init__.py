@@ -15,7 +15,7 @@ from dcl_search.training._recipe import (
     recipe_from_dict,
 )
 from dcl_search.training._run import RunResult, train_run
-from dcl_search.training._trainer import CollaborativeTrainer, LabelNoise
+from dcl_search.training._trainer import CollaborativeTrainer, LabelNoise, resolve_device
 
 __all__ = [
     "Accuracy",
@@ -32,6 +32,7 @@ __all__ = [
     "load_recipe",
     "random_crop_flip",
     "recipe_from_dict",
+    "resolve_device",
     "resolve_frozen_checkpoints",
     "train_run",
 ]

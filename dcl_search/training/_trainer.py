@@ -66,11 +66,25 @@ def _cpp_compiler() -> str | None:
     return next((path for c in candidates if c and (path := shutil.which(c))), None)
 
 
-def _resolve_device(device: str | torch.device) -> torch.device:
-    device = torch.device(device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise TrainingError("--device cuda was asked for, but torch sees no CUDA device here")
-    return device
+def resolve_device(device: str | torch.device) -> torch.device:
+    """``cpu``, ``cuda`` or ``cuda:N``, checked against what torch sees on this machine."""
+    try:
+        resolved = torch.device(device)
+    except RuntimeError:
+        raise TrainingError(f"--device {device}: unknown device; use cpu, cuda or cuda:N") from None
+    if resolved.type not in ("cpu", "cuda"):
+        raise TrainingError(f"--device {device}: not supported; use cpu, cuda or cuda:N")
+    if resolved.type == "cuda":
+        if not torch.cuda.is_available():
+            raise TrainingError(
+                f"--device {device} was asked for, but torch sees no CUDA device here"
+            )
+        if resolved.index is not None and resolved.index >= torch.cuda.device_count():
+            raise TrainingError(
+                f"--device {device}: torch sees {torch.cuda.device_count()} CUDA devices "
+                f"(cuda:0 … cuda:{torch.cuda.device_count() - 1})"
+            )
+    return resolved
 
 
 class CollaborativeTrainer:
@@ -92,7 +106,7 @@ class CollaborativeTrainer:
         label_noise: LabelNoise | None = None,
     ) -> None:
         self.graph, self.data, self.recipe = graph, data, recipe
-        self.device = _resolve_device(device)
+        self.device = resolve_device(device)
         self.seed = seed
         self.label_noise = label_noise or LabelNoise()
         self.num_nodes = graph.number_of_nodes()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -145,3 +146,81 @@ def test_show_prints_the_gate_matrix(capsys) -> None:
     assert matrix[1].split()[:1] == ["source"] or "target" in matrix[1]
     row1 = next(line.split() for line in matrix if line.startswith("1 "))
     assert row1 == ["1", "through", "cutoff"]
+
+
+OPTION_BOUNDS = {
+    "search --seeds 0": (
+        ["search", "--reeval-top", "1", "--seeds", "0"],
+        "--seeds: is 0, but must be >= 1",
+    ),
+    "search --top 0": (["search", "--top", "0"], "--top: is 0, but must be >= 1"),
+    "search --cpus-per-trial 0": (
+        ["search", "--cpus-per-trial", "0"],
+        "--cpus-per-trial: is 0, but must be a number > 0",
+    ),
+    "search --gpus-per-trial nan": (
+        ["search", "--gpus-per-trial", "nan"],
+        "--gpus-per-trial: is nan, but must be a number >= 0",
+    ),
+    "reeval --top 0": (["reeval", "results/x", "--top", "0"], "--top: is 0, but must be >= 1"),
+    "transfer --seeds x": (
+        ["transfer", "g.json", "--seeds", "x"],
+        "--seeds: 'x' is not an integer",
+    ),
+    "export --top -1": (["export", "results/x", "--top", "-1"], "--top: is -1, but must be >= 1"),
+}
+
+
+@pytest.mark.parametrize("case", OPTION_BOUNDS)
+def test_out_of_range_options_stop_before_anything_runs(case: str, capsys) -> None:
+    """Checked by argparse: a search with --seeds 0 used to fail only after the whole search."""
+    argv, message = OPTION_BOUNDS[case]
+    with pytest.raises(SystemExit) as stop:
+        main(argv)
+    assert stop.value.code == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last == f"dcl-search {argv[0]}: error: argument {message}"
+
+
+@pytest.mark.parametrize(
+    ("device", "message"),
+    [
+        ("tpu", "--device tpu: unknown device; use cpu, cuda or cuda:N"),
+        ("mps", "--device mps: not supported; use cpu, cuda or cuda:N"),
+        ("cuda:64", "--device cuda:64"),  # no CUDA here, or fewer than 65 devices
+    ],
+)
+def test_a_bad_device_is_refused_before_a_teacher_is_pretrained(
+    device: str, message: str, tmp_path: Path, capsys
+) -> None:
+    cache = tmp_path / "pretrained"
+    status = main(["train", "kd:tiny_cnn,mlp", "--device", device, "--cache-dir", str(cache)])
+    line = _one_error_line(capsys, status)  # one line: no "pre-training ..." before it
+    assert line.startswith(f"dcl-search: error: {message}"), line
+    assert not cache.exists()
+
+
+def test_a_search_no_machine_can_hold_fails_at_once_and_leaves_no_folder(tmp_path: Path) -> None:
+    """Ray would keep such trials pending forever; started here, that is an error."""
+    result = subprocess.run(
+        [
+            sys.executable, "-m", "dcl_search", "search", "--cpus-per-trial", "4096",
+            "--samples", "1", "--epochs", "1", "--storage", str(tmp_path / "results"),
+            "--name", "big",
+        ],
+        capture_output=True, text=True, timeout=180, cwd=tmp_path,
+        env={**os.environ, "RAY_AUTH_MODE": "disabled"},
+    )  # fmt: skip
+    assert result.returncode == 2, result.stderr[-2000:]
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith(
+        "dcl-search: error: --cpus-per-trial 4096 --gpus-per-trial 0: "
+        "no machine of the Ray cluster has that much (the largest has "
+    ), last
+    assert not (tmp_path / "results/big").exists()
+
+
+def test_export_of_a_folder_that_is_no_search_creates_nothing(tmp_path: Path, capsys) -> None:
+    status = main(["export", str(tmp_path / "nope")])
+    assert "not a search folder (no search.json)" in _one_error_line(capsys, status)
+    assert not (tmp_path / "nope").exists()

@@ -20,6 +20,7 @@ import pandas as pd
 import pytest
 import torch
 
+from dcl_search.cli import main
 from dcl_search.graphs import read_graph
 from dcl_search.search import trial_table
 from dcl_search.search._optuna import optuna_storage
@@ -216,7 +217,7 @@ def test_a_duplicate_graph_is_not_trained_twice(tmp_path: Path) -> None:
     assert len(list((tmp_path / "results/run/graphs").iterdir())) == 1
 
 
-def test_a_search_whose_every_trial_fails_says_why_and_exits_1(tmp_path: Path) -> None:
+def test_a_search_whose_every_trial_fails_says_why_and_exits_1(tmp_path: Path, capsys) -> None:
     recipe = tmp_path / "big.yaml"
     recipe.write_text("epochs: 2\nbatch_size: 4096\n")  # more than the digits training split
     command = search_command(
@@ -238,6 +239,11 @@ def test_a_search_whose_every_trial_fails_says_why_and_exits_1(tmp_path: Path) -
     table = trial_table(run_dir)
     assert list(table["status"]) == ["error", "error"]
     assert table["acc_node0"].isna().all()
+    # nothing to re-evaluate: one line, before Ray starts (it was an IndexError)
+    assert main(["reeval", str(run_dir)]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"dcl-search: error: {run_dir}: no trial of this search has finished an epoch yet"
+    )
 
 
 def _ended_trials(log: Path) -> list[str]:
