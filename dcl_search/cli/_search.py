@@ -9,6 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from dcl_search._errors import DCLSearchError
 from dcl_search._ray import stop_ray
 from dcl_search.cli._common import add_data_options, at_least, load_recipe_option, share
 
@@ -191,6 +192,28 @@ def report_search(run_dir: Path, top: int, seconds: float | None = None) -> None
     print(f"exported {len(graphs)} graphs (JSON + PNG) and {leaderboard}")
 
 
+# options that --resume takes as given; every other one is a setting stored in search.json
+_NOT_SETTINGS = {"command", "handler", "resume", "address", "top", "reeval_top", "seeds"}
+
+
+def _refuse_changed_settings(args: argparse.Namespace) -> None:
+    """A resumed search keeps its stored settings (Tune cannot change them); an option that
+    would change one is refused rather than silently ignored."""
+    parser = argparse.ArgumentParser()
+    add_parser(parser.add_subparsers())
+    defaults = vars(parser.parse_args(["search"]))
+    changed = [
+        f"--{name.replace('_', '-')}"
+        for name, value in vars(args).items()
+        if name not in _NOT_SETTINGS and name in defaults and value != defaults[name]
+    ]
+    if changed:
+        raise DCLSearchError(
+            f"--resume {args.resume} keeps the settings in its search.json; drop "
+            f"{', '.join(changed)} (or start a new search under another --name)"
+        )
+
+
 def _prepare(args: argparse.Namespace) -> SearchSettings:
     """The settings and the dataset check, before Ray starts: a mistake is one line at once.
 
@@ -199,6 +222,8 @@ def _prepare(args: argparse.Namespace) -> SearchSettings:
     """
     from dcl_search.search import SearchSettings, cached_data
 
+    if args.resume:
+        _refuse_changed_settings(args)
     settings = SearchSettings.load(args.resume) if args.resume else _settings(args)
     if not args.address:
         # a missing or malformed dataset is one line now, not a failed trial after Ray's start
@@ -261,5 +286,6 @@ def run(args: argparse.Namespace) -> int:
             args.seeds,
             cpus=settings.cpus_per_trial,
             gpus=settings.gpus_per_trial,
+            address=args.address,
         )
     return 0

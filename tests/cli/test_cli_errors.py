@@ -224,3 +224,14 @@ def test_export_of_a_folder_that_is_no_search_creates_nothing(tmp_path: Path, ca
     status = main(["export", str(tmp_path / "nope")])
     assert "not a search folder (no search.json)" in _one_error_line(capsys, status)
     assert not (tmp_path / "nope").exists()
+
+
+def test_resume_refuses_options_that_would_change_the_stored_settings(
+    tmp_path: Path, capsys
+) -> None:
+    run = tmp_path / "results/run"
+    status = main(["search", "--resume", str(run), "--samples", "50", "--top", "2"])
+    assert _one_error_line(capsys, status) == (
+        f"dcl-search: error: --resume {run} keeps the settings in its search.json; drop "
+        "--samples (or start a new search under another --name)"
+    )
