@@ -166,7 +166,9 @@ def _epochs(count: int) -> str:
     return f"{count} epoch" if count == 1 else f"{count} epochs"
 
 
-def report_search(run_dir: Path, top: int, seconds: float | None = None) -> None:
+def report_search(
+    run_dir: Path, top: int, seconds: float | None = None, interrupted: bool = False
+) -> None:
     from dcl_search.search import export_run, ranked, trial_table
 
     table = ranked(trial_table(run_dir))
@@ -174,9 +176,10 @@ def report_search(run_dir: Path, top: int, seconds: float | None = None) -> None
     reused = table[(table["trained_epochs"] == 0) & (table["reused_epochs"] > 0)]
     counts = table["status"].value_counts().to_dict()
     took = f" in {seconds:.0f} s" if seconds is not None else ""
+    stopper = "ASHA or the interrupt" if interrupted else "ASHA"
     print(
         f"search {run_dir.name}: {len(table)} trials{took} "
-        f"({counts.get('complete', 0)} complete, {counts.get('pruned', 0)} stopped early by ASHA, "
+        f"({counts.get('complete', 0)} complete, {counts.get('pruned', 0)} stopped early by {stopper}, "
         f"{counts.get('error', 0)} failed); {len(reused)} reused an already trained graph; "
         f"{_epochs(int(table['reused_epochs'].sum()))} not trained again"
     )
@@ -232,17 +235,19 @@ def _prepare(args: argparse.Namespace) -> SearchSettings:
     return settings
 
 
-def _report_while_ray_stops(run_dir: Path, top: int, seconds: float) -> None:
+def _report_while_ray_stops(
+    run_dir: Path, top: int, seconds: float, interrupted: bool = False
+) -> None:
     """Ray's shutdown mostly waits for its processes to end: the export is written meanwhile."""
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="report") as pool:
-        reported = pool.submit(report_search, run_dir, top, seconds)
+        reported = pool.submit(report_search, run_dir, top, seconds, interrupted)
         stop_ray()
         reported.result()
 
 
 def run(args: argparse.Namespace) -> int:
     from dcl_search.cli._reeval import reevaluate_run
-    from dcl_search.search import all_trials_failed, run_search
+    from dcl_search.search import SearchError, SearchInterrupted, all_trials_failed, run_search
 
     settings = _prepare(args)
     if args.resume:
@@ -263,13 +268,22 @@ def run(args: argparse.Namespace) -> int:
             "compiles it (cached for later trials and on each machine)",
             file=sys.stderr,
         )
+    resume_hint = f"continue with: dcl-search search --resume {settings.run_dir}"
     try:
         seconds = run_search(settings, resume=bool(args.resume), address=args.address)
-    except KeyboardInterrupt:
+    except SearchInterrupted as stop:
+        # Tune caught the Ctrl-C and saved its state: what ended so far is still exported
+        try:
+            _report_while_ray_stops(settings.run_dir, args.top, stop.seconds, interrupted=True)
+        except SearchError:  # no trial has reported yet
+            pass
         print(
-            f"interrupted; continue with: dcl-search search --resume {settings.run_dir}",
+            f"interrupted after {stop.ended} of {stop.samples} trials; {resume_hint}",
             file=sys.stderr,
         )
+        return 130
+    except KeyboardInterrupt:  # before Tune ran, or a second Ctrl-C
+        print(f"interrupted; {resume_hint}", file=sys.stderr)
         return 130
     if args.reeval_top:
         report_search(settings.run_dir, args.top, seconds)

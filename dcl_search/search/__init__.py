@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dcl_search.search._data import DataSpec, cached_data
-from dcl_search.search._driver import init_ray, run_search
+from dcl_search.search._driver import SearchInterrupted, init_ray, run_search
 from dcl_search.search._export import export_run
 from dcl_search.search._reeval import (
     Candidate,
@@ -37,6 +37,7 @@ __all__ = [
     "NodeRange",
     "NumericRange",
     "SearchError",
+    "SearchInterrupted",
     "SearchSettings",
     "SearchSpace",
     "all_trials_failed",

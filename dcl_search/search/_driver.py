@@ -13,12 +13,21 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 from dcl_search._ray import check_fits, init_ray
 from dcl_search.search._settings import SearchError, SearchSettings
-from dcl_search.search._store import GraphStore, record_ended
+from dcl_search.search._store import GraphStore, ended_results, record_ended
 
 METRIC = "acc_node0"
+
+
+class SearchInterrupted(KeyboardInterrupt):
+    """Ctrl-C stopped a search; Tune saved its state, so ``--resume`` carries on."""
+
+    def __init__(self, ended: int, samples: int, seconds: float) -> None:
+        super().__init__(f"{ended} of {samples} trials ended")
+        self.ended, self.samples, self.seconds = ended, samples, seconds
 
 
 def _epochs(count: int) -> str:
@@ -194,7 +203,11 @@ def run_search(
     address: str | None = None,
     log: Callable[[str], None] = lambda text: print(text, file=sys.stderr),
 ) -> float:
-    """Runs (or resumes) the search; returns its wall time in seconds."""
+    """Runs (or resumes) the search; returns its wall time in seconds.
+
+    Raises :class:`SearchInterrupted` (after Tune has saved its state) when Ctrl-C ended the
+    search before all its samples did: Tune catches the signal and returns as if done.
+    """
     if not resume and (settings.run_dir / "search.json").exists():
         raise SearchError(
             f"{settings.run_dir} already holds a search; resume it with --resume {settings.run_dir} "
@@ -206,9 +219,16 @@ def run_search(
     GraphStore(settings.run_dir / "graphs").release_all()  # nothing runs yet: every lock is stale
     tuner = _restored_tuner(settings) if resume else _new_tuner(settings, log)
     started = time.perf_counter()
-    tuner.fit()
+    results = tuner.fit()
+    seconds = time.perf_counter() - started
+    # Tune marks the trials it stops on Ctrl-C TERMINATED too (its saved state has them
+    # RUNNING): only the trials our callbacks saw end count
+    ran = {Path(result.path).name.removeprefix("trial_") for result in results}
+    ended = len(ran & ended_results(settings.run_dir).keys())
+    if ended < settings.samples:  # its running trials go on after --resume: not stale yet
+        raise SearchInterrupted(ended, settings.samples, seconds)
     _fail_stale_optuna_trials(settings)
-    return time.perf_counter() - started
+    return seconds
 
 
 def _fail_stale_optuna_trials(settings: SearchSettings) -> None:

@@ -58,6 +58,13 @@ class PrunedAwareOptunaSearch(OptunaSearch):
         self.max_epochs = max_epochs
         self.epoch_key = epoch_key
 
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        # a resumed trial reports again the epochs after its last checkpoint: Optuna keeps the
+        # first value and would warn about each one on the console
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "The reported value is ignored", UserWarning)
+            super().on_trial_result(trial_id, result)
+
     def on_trial_complete(
         self, trial_id: str, result: dict | None = None, error: bool = False
     ) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -293,6 +294,39 @@ def test_a_killed_search_resumes_without_losing_or_retraining_trials(tmp_path: P
     assert counted and counted[-1] == "12/12", result.stderr[-2000:]
     numbers = [int(c.split("/")[0]) for c in counted]
     assert numbers == list(range(numbers[0], 13)) and numbers[0] > 1, counted
+
+
+def test_ctrl_c_says_the_search_was_interrupted_and_resume_finishes_it(tmp_path: Path) -> None:
+    """Tune catches Ctrl-C and returns as if done; the command must not claim it finished."""
+    command = search_command(
+        tmp_path, TINY_SPACE, "--samples", "2", "--epochs", "20", "--grace-period", "20"
+    )
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
+    process = subprocess.Popen(
+        command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env=env, start_new_session=True,
+    )  # fmt: skip
+    run_dir = tmp_path / "results/run"
+    deadline = time.time() + 300
+    while time.time() < deadline and not any(
+        path.stat().st_size for path in run_dir.glob("trial_*/result.json")
+    ):
+        time.sleep(0.2)
+    os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C in a terminal sends
+    out, err = process.communicate(timeout=300)
+    assert process.returncode == 130, err[-3000:]
+    last = err.strip().splitlines()[-1]
+    assert re.fullmatch(
+        rf"interrupted after [01] of 2 trials; continue with: dcl-search search --resume {re.escape(str(run_dir))}",
+        last,
+    ), last
+    assert "stopped early by ASHA or the interrupt" in out
+    assert (run_dir / "export/leaderboard.csv").exists()
+
+    run_cli([sys.executable, "-m", "dcl_search", "search", "--resume", str(run_dir)], tmp_path)
+    table = trial_table(run_dir)
+    assert list(table["status"]) == ["complete", "complete"]
+    assert list(table["epochs"]) == [20, 20]
 
 
 def test_a_space_mixing_heads_intra_models_and_gates_searches_and_its_winner_trains(
