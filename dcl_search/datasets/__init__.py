@@ -21,6 +21,7 @@ from dcl_search.datasets._base import (
     channel_stats,
     load_dataset,
     register_dataset,
+    resolve_data_dir,
 )
 from dcl_search.datasets._noise import uniform_label_noise
 from dcl_search.datasets._split import stratified_split
@@ -34,6 +35,7 @@ __all__ = [
     "channel_stats",
     "load_dataset",
     "register_dataset",
+    "resolve_data_dir",
     "stratified_split",
     "uniform_label_noise",
 ]

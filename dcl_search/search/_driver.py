@@ -208,6 +208,7 @@ def run_search(
     Raises :class:`SearchInterrupted` (after Tune has saved its state) when Ctrl-C ended the
     search before all its samples did: Tune catches the signal and returns as if done.
     """
+    settings = settings.absolute()
     if not resume and (settings.run_dir / "search.json").exists():
         raise SearchError(
             f"{settings.run_dir} already holds a search; resume it with --resume {settings.run_dir} "

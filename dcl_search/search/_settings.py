@@ -73,6 +73,20 @@ class SearchSettings:
                     f"--{name.replace('_', '-')} is {getattr(self, name)}, but must be {rule}"
                 )
 
+    def absolute(self) -> SearchSettings:
+        """The settings with absolute storage and data folders, resolved here.
+
+        Tune runs each trial in the trial's own folder, where ``./data`` (the default data
+        folder) or any relative path would name another place.
+        """
+        from dcl_search.datasets import resolve_data_dir
+
+        return dataclasses.replace(
+            self,
+            storage=str(Path(self.storage).expanduser().resolve()),
+            data_dir=str(resolve_data_dir(self.data_dir).resolve()),
+        )
+
     @property
     def run_dir(self) -> Path:
         return Path(self.storage) / self.name

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import networkx as nx
+import numpy as np
 import optuna
 import pandas as pd
 import pytest
@@ -294,6 +295,34 @@ def test_a_killed_search_resumes_without_losing_or_retraining_trials(tmp_path: P
     assert counted and counted[-1] == "12/12", result.stderr[-2000:]
     numbers = [int(c.split("/")[0]) for c in counted]
     assert numbers == list(range(numbers[0], 13)) and numbers[0] > 1, counted
+
+
+def test_a_search_finds_the_default_data_folder_although_tune_runs_trials_elsewhere(
+    tmp_path: Path,
+) -> None:
+    """Tune runs each trial in its own folder: ./data (the default) must mean the user's."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for split, count in (("train", 48), ("test", 8)):
+        for label, name in enumerate(("cat", "dog")):
+            folder = tmp_path / "data" / split / name
+            folder.mkdir(parents=True)
+            for i in range(count):
+                pixels = rng.integers(0, 60, (8, 8, 3)) + 120 * label
+                Image.fromarray(pixels.astype(np.uint8)).save(folder / f"{i}.png")
+    command = search_command(
+        tmp_path, ONE_GRAPH_SPACE, "--dataset", "imagefolder", "--recipe", "demo",
+        "--samples", "1", "--epochs", "1", "--storage", "results",
+    )  # fmt: skip
+    run_cli(command, tmp_path)  # relative storage and data folders, as a user types them
+    run_dir = tmp_path / "results/run"
+    assert list(trial_table(run_dir)["status"]) == ["complete"]
+    saved = json.loads((run_dir / "search.json").read_text())
+    assert (saved["storage"], saved["data_dir"]) == (
+        str(tmp_path.resolve() / "results"),
+        str(tmp_path.resolve() / "data"),
+    )
 
 
 def test_ctrl_c_says_the_search_was_interrupted_and_resume_finishes_it(tmp_path: Path) -> None:
