@@ -8,6 +8,7 @@ mean ± std of node 0's *validation* accuracy. Test accuracy is reported, never 
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ import networkx as nx
 import pandas as pd
 
 from dcl_search._errors import DCLSearchError
+from dcl_search.datasets import resolve_data_dir
 from dcl_search.graphs import graph_hash, preset_graph
 from dcl_search.search._data import DataSpec, cached_data
 from dcl_search.search._results import describe_models
@@ -97,6 +99,9 @@ def train_candidates(
     """Trains every candidate with every seed (resumable: each run has its folder); one row per run."""
     import ray
 
+    # the runs may work in another folder, on another machine: hand them absolute paths
+    out_dir = Path(out_dir).resolve()
+    spec = dataclasses.replace(spec, data_dir=str(resolve_data_dir(spec.data_dir).resolve()))
     device = "cuda" if gpus_per_run > 0 else "cpu"
     # max_retries covers crashed workers; an exception of ours is deterministic and not retried
     task = ray.remote(num_cpus=cpus_per_run, num_gpus=gpus_per_run, max_retries=2)(_train_one)
