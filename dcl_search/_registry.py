@@ -6,12 +6,15 @@ from collections.abc import Callable, Iterator
 from typing import Generic, TypeVar
 
 from dcl_search._errors import RegistryError
+from dcl_search._plugins import load_plugins
 
 T = TypeVar("T")
 
 
 class Registry(Generic[T]):
     """A mapping name → entry (usually a factory) that users extend without editing core files.
+
+    Lookups first load the user's plugin modules (see :mod:`dcl_search._plugins`).
 
     >>> models = Registry("model")
     >>> @models.register("mlp")
@@ -42,6 +45,7 @@ class Registry(Generic[T]):
 
     def get(self, name: str) -> T:
         """The entry called ``name``; an unknown name raises listing the known ones."""
+        load_plugins()
         try:
             return self._entries[name]
         except (KeyError, TypeError):
@@ -50,13 +54,16 @@ class Registry(Generic[T]):
             ) from None
 
     def names(self) -> list[str]:
+        load_plugins()
         return sorted(self._entries)
 
     def __contains__(self, name: object) -> bool:
+        load_plugins()
         return name in self._entries
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.names())
 
     def __len__(self) -> int:
+        load_plugins()
         return len(self._entries)

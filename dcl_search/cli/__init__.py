@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 from dcl_search import __version__
 from dcl_search._errors import DCLSearchError
+from dcl_search._plugins import add_plugins
 from dcl_search._ray import stop_ray
 from dcl_search.cli import _export, _reeval, _search, _show, _train
 
@@ -25,12 +26,23 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for command in COMMANDS:
         command.add_parser(commands)
+    for command_parser in commands.choices.values():
+        command_parser.add_argument(
+            "--plugin",
+            action="append",
+            default=[],
+            metavar="MODULE|FILE.py",
+            help="import your own registered models, gates or datasets from this module or file, "
+            "here and in every Ray worker (repeatable; adds to $DCL_SEARCH_PLUGINS)",
+        )
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        if args.plugin:
+            add_plugins(args.plugin)  # before Ray starts: its workers inherit the environment
         return args.handler(args)
     except DCLSearchError as error:
         print(f"dcl-search: error: {error}", file=sys.stderr)
@@ -41,6 +53,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("dcl-search: interrupted; run the same command again to resume", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # e.g. `dcl-search show GRAPH | head`: the reader has had enough
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
 
 
 def console() -> None:

@@ -196,7 +196,7 @@ def report_search(
 
 
 # options that --resume takes as given; every other one is a setting stored in search.json
-_NOT_SETTINGS = {"command", "handler", "resume", "address", "top", "reeval_top", "seeds"}
+_NOT_SETTINGS = {"command", "handler", "resume", "address", "top", "reeval_top", "seeds", "plugin"}
 
 
 def _refuse_changed_settings(args: argparse.Namespace) -> None:
