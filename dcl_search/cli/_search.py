@@ -162,14 +162,11 @@ def _settings(args: argparse.Namespace) -> SearchSettings:
     )
 
 
-def _epochs(count: int) -> str:
-    return f"{count} epoch" if count == 1 else f"{count} epochs"
-
-
 def report_search(
     run_dir: Path, top: int, seconds: float | None = None, interrupted: bool = False
 ) -> None:
     from dcl_search.search import export_run, ranked, trial_table
+    from dcl_search.search._results import epochs_text
 
     table = ranked(trial_table(run_dir))
     leaderboard, graphs = export_run(run_dir, top)
@@ -181,7 +178,7 @@ def report_search(
         f"search {run_dir.name}: {len(table)} trials{took} "
         f"({counts.get('complete', 0)} complete, {counts.get('pruned', 0)} stopped early by {stopper}, "
         f"{counts.get('error', 0)} failed); {len(reused)} reused an already trained graph; "
-        f"{_epochs(int(table['reused_epochs'].sum()))} not trained again"
+        f"{epochs_text(int(table['reused_epochs'].sum()))} not trained again"
     )
     shown = table.head(top)[
         ["trial", "status", "graph_hash", "models", "epochs", "acc_node0", "acc_ensemble"]
@@ -196,7 +193,7 @@ def report_search(
 
 
 # options that --resume takes as given; every other one is a setting stored in search.json
-_NOT_SETTINGS = {"command", "handler", "resume", "address", "top", "reeval_top", "seeds", "plugin"}
+_NOT_SETTINGS = {"command", "handler", "resume", "address", "top", "reeval_top", "seeds"}
 
 
 def _refuse_changed_settings(args: argparse.Namespace) -> None:

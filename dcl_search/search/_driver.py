@@ -16,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from dcl_search._ray import check_fits, init_ray
+from dcl_search.search._results import epochs_text
 from dcl_search.search._settings import SearchError, SearchSettings
 from dcl_search.search._store import GraphStore, ended_results, record_ended
 
@@ -28,10 +29,6 @@ class SearchInterrupted(KeyboardInterrupt):
     def __init__(self, ended: int, samples: int, seconds: float) -> None:
         super().__init__(f"{ended} of {samples} trials ended")
         self.ended, self.samples, self.seconds = ended, samples, seconds
-
-
-def _epochs(count: int) -> str:
-    return f"{count} epoch" if count == 1 else f"{count} epochs"
 
 
 def _trial_dirname(trial) -> str:
@@ -79,7 +76,7 @@ def _callbacks(settings: SearchSettings, log: Callable[[str], None]) -> list:
             )
             log(
                 f"[{len(ended)}/{settings.samples}] {trial.trial_id} {how} after "
-                f"{_epochs(result.get('epoch', 0))}: {METRIC} {shown}{reused}, "
+                f"{epochs_text(result.get('epoch', 0))}: {METRIC} {shown}{reused}, "
                 f"graph {result.get('graph_hash', '?')}; best {best}"
             )
 

@@ -19,6 +19,11 @@ STATUS_PRUNED = "pruned"  # stopped early by ASHA (or the search ended before it
 STATUS_ERROR = "error"
 
 
+def epochs_text(count: int) -> str:
+    """``1 epoch``, ``2 epochs``: for progress and summary lines."""
+    return f"{count} epoch" if count == 1 else f"{count} epochs"
+
+
 def _last_result(trial_dir: Path) -> dict:
     path = trial_dir / "result.json"
     if not path.exists():

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from dcl_search._errors import DCLSearchError
+from dcl_search.datasets import resolve_data_dir
 from dcl_search.search._data import DataSpec
 from dcl_search.search._space import SearchSpace, search_space_from_dict
 from dcl_search.training import LabelNoise, Recipe, recipe_from_dict
@@ -79,8 +80,6 @@ class SearchSettings:
         Tune runs each trial in the trial's own folder, where ``./data`` (the default data
         folder) or any relative path would name another place.
         """
-        from dcl_search.datasets import resolve_data_dir
-
         return dataclasses.replace(
             self,
             storage=str(Path(self.storage).expanduser().resolve()),
