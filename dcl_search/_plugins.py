@@ -9,6 +9,7 @@ ones not loaded yet, so a worker started with the driver's environment has them 
 
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.metadata
 import importlib.util
@@ -40,12 +41,15 @@ def add_plugins(specs: list[str]) -> None:
     load_plugins()
 
 
+@functools.cache
+def _load_entry_points() -> None:
+    for entry in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        _guarded(f"entry point {entry.name} = {entry.value}", entry.load)
+
+
 def load_plugins() -> None:
     """Imports every plugin not imported yet in this process (cheap once they are)."""
-    if "entry points" not in _loaded:
-        _loaded.add("entry points")
-        for entry in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
-            _guarded(f"entry point {entry.name} = {entry.value}", entry.load)
+    _load_entry_points()
     for spec in plugin_specs():
         if spec not in _loaded:
             _loaded.add(spec)  # first: the plugin's own registrations look things up too

@@ -22,22 +22,28 @@ def quiet_ray_environment() -> None:
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
 
 
-def init_ray(address: str | None, num_cpus: int | None = None, num_gpus: int | None = None) -> None:
-    """Starts Ray here, or joins the cluster at ``address`` (once per process)."""
+def init_ray(address: str | None, *, cpus_per_task: float, gpus_per_task: float, noun: str) -> None:
+    """Starts Ray here, or joins the cluster at ``address`` (once per process), and checks that
+    a task of ``cpus_per_task`` and ``gpus_per_task`` fits on some machine (``noun`` names the
+    options in the message: ``--cpus-per-trial``, ``--cpus-per-run``)."""
     quiet_ray_environment()
     import ray
 
-    if ray.is_initialized():
-        return
-    common = {"include_dashboard": False, "logging_level": logging.ERROR, "log_to_driver": False}
-    if address:
-        ray.init(address=address, **common)
-    else:
-        # "local" starts a new instance: never join a leftover cluster by accident
-        ray.init(address="local", num_cpus=num_cpus or os.cpu_count(), num_gpus=num_gpus, **common)
+    if not ray.is_initialized():
+        common = {
+            "include_dashboard": False,
+            "logging_level": logging.ERROR,
+            "log_to_driver": False,
+        }
+        if address:
+            ray.init(address=address, **common)
+        else:
+            # "local" starts a new instance: never join a leftover cluster by accident
+            ray.init(address="local", num_cpus=os.cpu_count(), **common)
+    _check_fits(cpus_per_task, gpus_per_task, noun, address)
 
 
-def check_fits(cpus: float, gpus: float, noun: str, address: str | None) -> None:
+def _check_fits(cpus: float, gpus: float, noun: str, address: str | None) -> None:
     """Ray would wait forever for a request no machine meets; started here, that is an error.
 
     On a cluster (``address``) an autoscaler may still add machines, so it is only a warning.

@@ -6,7 +6,6 @@ import argparse
 import sys
 from pathlib import Path
 
-from dcl_search._ray import check_fits
 from dcl_search.cli._common import add_data_options, at_least, load_recipe_option
 
 REEVAL_HELP = "re-train the best graphs of a search with several seeds against the baselines"
@@ -85,8 +84,7 @@ def reevaluate_run(
         f"each ({len(candidates) * seeds} runs of {settings.recipe.epochs} epochs)",
         file=sys.stderr,
     )
-    init_ray(address)
-    check_fits(cpus, gpus, "run", address)
+    init_ray(address, cpus_per_task=cpus, gpus_per_task=gpus, noun="run")
     out = run_dir / "reeval"
     runs = train_candidates(
         candidates, settings.data, settings.recipe, seeds, out, cpus_per_run=cpus, gpus_per_run=gpus
@@ -134,8 +132,9 @@ def run_transfer(args: argparse.Namespace) -> int:
         f"transferring {len(graphs)} graphs to {args.dataset}: {len(candidates) * args.seeds} runs",
         file=sys.stderr,
     )
-    init_ray(args.address)
-    check_fits(args.cpus_per_run, args.gpus_per_run, "run", args.address)
+    init_ray(
+        args.address, cpus_per_task=args.cpus_per_run, gpus_per_task=args.gpus_per_run, noun="run"
+    )
     runs = train_candidates(
         candidates,
         spec,

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from dcl_search._ray import check_fits, init_ray
+from dcl_search._ray import init_ray
 from dcl_search.search._results import epochs_text
 from dcl_search.search._settings import SearchError, SearchSettings
 from dcl_search.search._store import GraphStore, ended_results, record_ended
@@ -211,9 +211,13 @@ def run_search(
             f"{settings.run_dir} already holds a search; resume it with --resume {settings.run_dir} "
             "or choose another --name"
         )
-    init_ray(address, num_gpus=None)
-    check_fits(settings.cpus_per_trial, settings.gpus_per_trial, "trial", address)
-    settings.save()  # after the check: a search that cannot start leaves no folder behind
+    init_ray(
+        address,
+        cpus_per_task=settings.cpus_per_trial,
+        gpus_per_task=settings.gpus_per_trial,
+        noun="trial",
+    )
+    settings.save()  # after init_ray's check: a search that cannot start leaves no folder
     GraphStore(settings.run_dir / "graphs").release_all()  # nothing runs yet: every lock is stale
     tuner = _restored_tuner(settings) if resume else _new_tuner(settings, log)
     started = time.perf_counter()
