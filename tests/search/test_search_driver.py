@@ -248,11 +248,19 @@ def test_a_search_whose_every_trial_fails_says_why_and_exits_1(tmp_path: Path, c
     )
 
 
+# "[k/N] <id> done|stopped|FAILED after ...": not Ray's own log lines, which also start with "["
+PROGRESS_LINE = re.compile(r"\[(\d+)/(\d+)\] (\w+) (?:done|stopped|FAILED) after ")
+
+
+def _progress(text: str) -> list[re.Match]:
+    return [m for line in text.splitlines() if (m := PROGRESS_LINE.match(line))]
+
+
 def _ended_trials(log: Path) -> list[str]:
-    """Trial ids the driver printed as ended ("[k/N] <id> done|stopped ...")."""
+    """Trial ids the driver printed as ended."""
     if not log.exists():
         return []
-    return [line.split()[1] for line in log.read_text().splitlines() if line.startswith("[")]
+    return [m.group(3) for m in _progress(log.read_text())]
 
 
 def test_a_killed_search_resumes_without_losing_or_retraining_trials(tmp_path: Path) -> None:
@@ -287,11 +295,7 @@ def test_a_killed_search_resumes_without_losing_or_retraining_trials(tmp_path: P
     assert not [t for t in study.trials if t.state.name == "RUNNING"]
     assert "12 trials" in result.stdout
     # the resumed driver counts on from the restored trials instead of from 1
-    counted = [
-        line.split("]")[0].lstrip("[")
-        for line in result.stderr.splitlines()
-        if line.startswith("[")
-    ]
+    counted = [f"{m.group(1)}/{m.group(2)}" for m in _progress(result.stderr)]
     assert counted and counted[-1] == "12/12", result.stderr[-2000:]
     numbers = [int(c.split("/")[0]) for c in counted]
     assert numbers == list(range(numbers[0], 13)) and numbers[0] > 1, counted
