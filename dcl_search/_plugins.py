@@ -15,6 +15,7 @@ import importlib.metadata
 import importlib.util
 import os
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 
 from dcl_search._errors import DCLSearchError
@@ -33,11 +34,16 @@ def plugin_specs() -> list[str]:
     return [s.strip() for s in os.environ.get(PLUGINS_ENV_VAR, "").split(",") if s.strip()]
 
 
-def add_plugins(specs: list[str]) -> None:
-    """Adds modules or ``.py`` files to ``$DCL_SEARCH_PLUGINS`` (files made absolute, since
-    workers run elsewhere) and loads them now, so a broken plugin fails before any work."""
-    absolute = [str(Path(s).expanduser().resolve()) if s.endswith(".py") else s for s in specs]
-    os.environ[PLUGINS_ENV_VAR] = ",".join(dict.fromkeys(plugin_specs() + absolute))
+def _absolute(spec: str) -> str:
+    return str(Path(spec).expanduser().resolve()) if spec.endswith(".py") else spec
+
+
+def add_plugins(specs: Iterable[str]) -> None:
+    """Adds modules or ``.py`` files to ``$DCL_SEARCH_PLUGINS`` and loads them now, so a broken
+    plugin fails before any work. Files are made absolute, also those already in the variable:
+    Tune runs each trial in its own folder, where a relative path names another file."""
+    specs = [_absolute(s) for s in [*plugin_specs(), *specs]]
+    os.environ[PLUGINS_ENV_VAR] = ",".join(dict.fromkeys(specs))
     load_plugins()
 
 
@@ -51,8 +57,8 @@ def load_plugins() -> None:
     """Imports every plugin not imported yet in this process (cheap once they are)."""
     _load_entry_points()
     for spec in plugin_specs():
-        if spec not in _loaded:
-            _loaded.add(spec)  # first: the plugin's own registrations look things up too
+        if _absolute(spec) not in _loaded:
+            _loaded.add(_absolute(spec))  # first: the plugin's own registrations look things up
             _guarded(f"${PLUGINS_ENV_VAR}: {spec}", lambda spec=spec: _import(spec))
 
 

@@ -41,8 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        if args.plugin:
-            add_plugins(args.plugin)  # before Ray starts: its workers inherit the environment
+        add_plugins(args.plugin)  # before Ray starts: its workers inherit the environment
         return args.handler(args)
     except DCLSearchError as error:
         print(f"dcl-search: error: {error}", file=sys.stderr)

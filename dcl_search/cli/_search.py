@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -10,7 +11,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from dcl_search._errors import DCLSearchError
+from dcl_search._plugins import plugin_specs
 from dcl_search._ray import stop_ray
+from dcl_search._words import counted
 from dcl_search.cli._common import add_data_options, at_least, load_recipe_option, share
 
 if TYPE_CHECKING:
@@ -166,7 +169,6 @@ def report_search(
     run_dir: Path, top: int, seconds: float | None = None, interrupted: bool = False
 ) -> None:
     from dcl_search.search import export_run, ranked, trial_table
-    from dcl_search.search._results import epochs_text
 
     table = ranked(trial_table(run_dir))
     leaderboard, graphs = export_run(run_dir, top)
@@ -175,10 +177,10 @@ def report_search(
     took = f" in {seconds:.0f} s" if seconds is not None else ""
     stopper = "ASHA or the interrupt" if interrupted else "ASHA"
     print(
-        f"search {run_dir.name}: {len(table)} trials{took} "
+        f"search {run_dir.name}: {counted(len(table), 'trial')}{took} "
         f"({counts.get('complete', 0)} complete, {counts.get('pruned', 0)} stopped early by {stopper}, "
         f"{counts.get('error', 0)} failed); {len(reused)} reused an already trained graph; "
-        f"{epochs_text(int(table['reused_epochs'].sum()))} not trained again"
+        f"{counted(int(table['reused_epochs'].sum()), 'epoch')} not trained again"
     )
     shown = table.head(top)[
         ["trial", "status", "graph_hash", "models", "epochs", "acc_node0", "acc_ensemble"]
@@ -189,7 +191,7 @@ def report_search(
             columns={"acc_node0": "val node0 %", "acc_ensemble": "val ensemble %"}
         ).to_string(index=False, float_format="%.2f")
     )
-    print(f"exported {len(graphs)} graphs (JSON + PNG) and {leaderboard}")
+    print(f"exported {counted(len(graphs), 'graph')} (JSON + PNG) and {leaderboard}")
 
 
 # options that --resume takes as given; every other one is a setting stored in search.json
@@ -225,6 +227,8 @@ def _prepare(args: argparse.Namespace) -> SearchSettings:
     if args.resume:
         _refuse_changed_settings(args)
     settings = SearchSettings.load(args.resume) if args.resume else _settings(args)
+    # stored, so that export, reeval and --resume load them without --plugin
+    settings = dataclasses.replace(settings, plugins=tuple(plugin_specs()))
     if not args.address:
         # a missing or malformed dataset is one line now, not a failed trial after Ray's start
         # (on a cluster the data lives on the workers, which may be other machines)
@@ -254,8 +258,8 @@ def run(args: argparse.Namespace) -> int:
         )
     else:
         print(
-            f"search {settings.run_dir}: {settings.samples} graphs from {settings.space.nodes.min}"
-            f"-{settings.space.nodes.max} nodes on {settings.dataset}, ASHA to {settings.recipe.epochs} epochs, "
+            f"search {settings.run_dir}: {counted(settings.samples, 'graph')} from {settings.space.nodes.min}"
+            f"-{settings.space.nodes.max} nodes on {settings.dataset}, ASHA to {counted(settings.recipe.epochs, 'epoch')}, "
             f"{settings.concurrency} at once",
             file=sys.stderr,
         )
@@ -275,7 +279,7 @@ def run(args: argparse.Namespace) -> int:
         except SearchError:  # no trial has reported yet
             pass
         print(
-            f"interrupted after {stop.ended} of {stop.samples} trials; {resume_hint}",
+            f"interrupted after {stop.ended} of {counted(stop.samples, 'trial')}; {resume_hint}",
             file=sys.stderr,
         )
         return 130

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from dcl_search._errors import DCLSearchError
+from dcl_search._plugins import PLUGINS_ENV_VAR, PluginError, add_plugins
 from dcl_search.datasets import resolve_data_dir
 from dcl_search.search._data import DataSpec
 from dcl_search.search._space import SearchSpace, search_space_from_dict
@@ -54,6 +55,8 @@ class SearchSettings:
     gpus_per_trial: float = 0.0
     concurrency: int = 2
     max_failures: int = 2
+    # $DCL_SEARCH_PLUGINS of the search: reading or resuming it loads them again by itself
+    plugins: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         rules = {  # option: (holds, what it must be)
@@ -119,6 +122,12 @@ class SearchSettings:
             raise SearchError(f"{run_dir}: not a search folder (no {SETTINGS_FILE})") from None
         except json.JSONDecodeError as error:
             raise SearchError(f"{path}: not valid JSON ({error.msg})") from None
+        data["plugins"] = tuple(data.get("plugins", ()))  # absent before plugins were stored
+        try:
+            add_plugins(data["plugins"])  # before the space names the plugins' models
+        except PluginError as error:
+            reason = str(error).removeprefix(f"${PLUGINS_ENV_VAR}: ")
+            raise SearchError(f"{path}: plugins: {reason} (edit the list if it moved)") from None
         data["space"] = search_space_from_dict(data["space"], str(path))
         data["recipe"] = recipe_from_dict(data["recipe"], str(path))
         data["label_noise"] = LabelNoise(**data["label_noise"])

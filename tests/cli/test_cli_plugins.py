@@ -5,6 +5,7 @@ Each case runs the CLI in a subprocess, so no registration leaks into the other 
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -46,17 +47,30 @@ def _cli(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess:
 def test_a_plugin_model_trains_in_the_search_workers(tmp_path: Path) -> None:
     (tmp_path / "my_models.py").write_text(PLUGIN)
     (tmp_path / "space.yaml").write_text(SPACE)
+    # a relative file in the variable: Tune runs each trial in its own folder, so it must have
+    # been made absolute before the workers look it up
     result = _cli(
         tmp_path, "search", "--space", "space.yaml", "--samples", "1", "--epochs", "1",
-        "--storage", "results", "--name", "run", "--plugin", "my_models.py",
+        "--storage", "results", "--name", "run", DCL_SEARCH_PLUGINS="my_models.py",
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
-    # reading the results needs the plugin too (here, in another process)
-    result = _cli(tmp_path, "export", "results/run", "--out", "out", "--plugin", "my_models.py")
+    settings = json.loads((tmp_path / "results/run/search.json").read_text())
+    assert settings["plugins"] == [str(tmp_path.resolve() / "my_models.py")]
+    # reading the results, in another process, loads the stored plugin without being told
+    result = _cli(tmp_path, "export", "results/run", "--out", "out")
     assert result.returncode == 0, result.stderr[-3000:]
     table = pd.read_csv(tmp_path / "out/leaderboard.csv")
     assert list(table["status"]) == ["complete"]
     assert list(table["models"]) == ["plugin_mlp,plugin_mlp"]
+    # a stored plugin that has gone is one line naming the file and the field
+    (tmp_path / "my_models.py").rename(tmp_path / "moved.py")
+    result = _cli(tmp_path, "export", "results/run", "--out", "out2")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"dcl-search: error: results/run/search.json: plugins: "
+        f"{tmp_path.resolve() / 'my_models.py'}: no such file (edit the list if it moved)"
+    ]
+    assert not (tmp_path / "out2").exists()
 
 
 def test_without_the_plugin_the_model_is_unknown(tmp_path: Path) -> None:
