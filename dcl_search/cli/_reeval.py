@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from dcl_search._words import counted
 from dcl_search.cli._common import add_data_options, at_least, load_recipe_option
 
 REEVAL_HELP = "re-train the best graphs of a search with several seeds against the baselines"
@@ -80,8 +81,9 @@ def reevaluate_run(
     ]
     candidates += baselines(best[0][0])
     print(
-        f"re-evaluating {len(best)} graphs and {len(candidates) - len(best)} baselines with {seeds} seeds "
-        f"each ({len(candidates) * seeds} runs of {settings.recipe.epochs} epochs)",
+        f"re-evaluating {counted(len(best), 'graph')} and "
+        f"{counted(len(candidates) - len(best), 'baseline')} with {counted(seeds, 'seed')} each "
+        f"({counted(len(candidates) * seeds, 'run')} of {counted(settings.recipe.epochs, 'epoch')})",
         file=sys.stderr,
     )
     init_ray(address, cpus_per_task=cpus, gpus_per_task=gpus, noun="run")
@@ -129,7 +131,8 @@ def run_transfer(args: argparse.Namespace) -> int:
     candidates = [Candidate(label, graph) for label, graph in graphs] + baselines(graphs[0][1])
     out = Path(args.out or f"results/transfer-{args.dataset}")
     print(
-        f"transferring {len(graphs)} graphs to {args.dataset}: {len(candidates) * args.seeds} runs",
+        f"transferring {counted(len(graphs), 'graph')} to {args.dataset}: "
+        f"{counted(len(candidates) * args.seeds, 'run')}",
         file=sys.stderr,
     )
     init_ray(

@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from dcl_search._words import counted
 from dcl_search.cli._common import accuracy_table, add_data_options, load_recipe_option
 
 HELP = "train one graph (a JSON file or a preset: independent, kd, dml:3, ...)"
@@ -81,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
     print(
         f"training {graph.number_of_nodes()}-node graph {graph_hash(graph)} on {args.dataset} "
         f"({len(data.train)} train / {len(data.val)} val / {len(data.test)} test) with {recipe_path}, "
-        f"{recipe.epochs} epochs, seed {args.seed}, device {args.device}; writing {out}",
+        f"{counted(recipe.epochs, 'epoch')}, seed {args.seed}, device {args.device}; writing {out}",
         file=sys.stderr,
     )
     if recipe.compile != "off":

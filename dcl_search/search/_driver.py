@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from dcl_search._ray import init_ray
-from dcl_search.search._results import epochs_text
+from dcl_search._words import counted
 from dcl_search.search._settings import SearchError, SearchSettings
 from dcl_search.search._store import GraphStore, ended_results, record_ended
 
@@ -76,7 +76,7 @@ def _callbacks(settings: SearchSettings, log: Callable[[str], None]) -> list:
             )
             log(
                 f"[{len(ended)}/{settings.samples}] {trial.trial_id} {how} after "
-                f"{epochs_text(result.get('epoch', 0))}: {METRIC} {shown}{reused}, "
+                f"{counted(result.get('epoch', 0), 'epoch')}: {METRIC} {shown}{reused}, "
                 f"graph {result.get('graph_hash', '?')}; best {best}"
             )
 

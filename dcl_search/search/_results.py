@@ -19,11 +19,6 @@ STATUS_PRUNED = "pruned"  # stopped early by ASHA (or the search ended before it
 STATUS_ERROR = "error"
 
 
-def epochs_text(count: int) -> str:
-    """``1 epoch``, ``2 epochs``: for progress and summary lines."""
-    return f"{count} epoch" if count == 1 else f"{count} epochs"
-
-
 def _last_result(trial_dir: Path) -> dict:
     path = trial_dir / "result.json"
     if not path.exists():
@@ -147,4 +142,5 @@ def all_trials_failed(run_dir: str | Path) -> str | None:
     lines = error_file.read_text().strip().splitlines() if error_file.exists() else []
     reason = lines[-1].strip() if lines else "no error message was saved"
     reason = re.sub(r"^dcl_search\._errors\.\w+: ", "", reason)  # our errors say it all
-    return f"all {len(table)} trials failed; trial {first}: {reason} (full traceback: {error_file})"
+    failed = "the only trial" if len(table) == 1 else f"all {len(table)} trials"
+    return f"{failed} failed; trial {first}: {reason} (full traceback: {error_file})"
