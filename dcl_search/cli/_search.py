@@ -257,9 +257,11 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     else:
+        low, high = settings.space.nodes.min, settings.space.nodes.max
+        nodes = counted(low, "node") if low == high else f"{low}-{high} nodes"
         print(
-            f"search {settings.run_dir}: {counted(settings.samples, 'graph')} from {settings.space.nodes.min}"
-            f"-{settings.space.nodes.max} nodes on {settings.dataset}, ASHA to {counted(settings.recipe.epochs, 'epoch')}, "
+            f"search {settings.run_dir}: {counted(settings.samples, 'graph')} of {nodes} on "
+            f"{settings.dataset}, ASHA to {counted(settings.recipe.epochs, 'epoch')}, "
             f"{settings.concurrency} at once",
             file=sys.stderr,
         )

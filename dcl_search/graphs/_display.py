@@ -5,6 +5,7 @@ from __future__ import annotations
 import networkx as nx
 import pandas as pd
 
+from dcl_search._words import counted
 from dcl_search.graphs._io import gate_of
 
 
@@ -49,7 +50,12 @@ def describe_graph(graph: nx.DiGraph) -> str:
     name = graph.graph.get("name")
     header = " ".join(
         filter(
-            None, ["graph", name, f"({graph.number_of_nodes()} nodes, hash {graph_hash(graph)})"]
+            None,
+            [
+                "graph",
+                name,
+                f"({counted(graph.number_of_nodes(), 'node')}, hash {graph_hash(graph)})",
+            ],
         )
     )
     return "\n".join(

@@ -90,5 +90,11 @@ def test_show_png_writes_the_picture(tmp_path: Path, capsys) -> None:
     assert main(["show", "kd", "--png", str(path)]) == 0
     out = capsys.readouterr().out
     assert "gates (row = source" in out
+    assert out.startswith("graph kd:resnet32,resnet110 (2 nodes, hash ")
     assert out.strip().splitlines()[-1] == f"wrote {path}"
     assert path.read_bytes()[:8] == PNG_SIGNATURE
+
+
+def test_show_counts_one_node_in_the_singular(capsys) -> None:
+    assert main(["show", "independent"]) == 0
+    assert capsys.readouterr().out.startswith("graph independent:resnet32 (1 node, hash ")

@@ -98,6 +98,8 @@ def test_search_completes_and_asha_stops_trials_early(tiny_search) -> None:
     assert (table["status"] == "complete").sum() >= 1, table
     assert set(table.loc[table["status"] == "pruned", "epochs"]) <= set(range(1, EPOCHS))
     assert "10 trials" in result.stdout and "stopped early by ASHA" in result.stdout
+    header = result.stderr.splitlines()[0]
+    assert f": 10 graphs of 2 nodes on digits, ASHA to {EPOCHS} epochs, " in header
 
 
 def test_stopped_trials_are_pruned_in_the_optuna_study(tiny_search) -> None:
