@@ -165,21 +165,25 @@ def _settings(args: argparse.Namespace) -> SearchSettings:
     )
 
 
-def report_search(
-    run_dir: Path, top: int, seconds: float | None = None, interrupted: bool = False
-) -> None:
+def report_search(run_dir: Path, top: int, seconds: float | None = None) -> None:
     from dcl_search.search import export_run, ranked, trial_table
+    from dcl_search.search._results import (
+        STATUS_COMPLETE,
+        STATUS_ERROR,
+        STATUS_PRUNED,
+        STATUS_UNFINISHED,
+    )
 
     table = ranked(trial_table(run_dir))
     leaderboard, graphs = export_run(run_dir, top)
     reused = table[(table["trained_epochs"] == 0) & (table["reused_epochs"] > 0)]
     counts = table["status"].value_counts().to_dict()
     took = f" in {seconds:.0f} s" if seconds is not None else ""
-    stopper = "ASHA or the interrupt" if interrupted else "ASHA"
+    unfinished = f", {counts[STATUS_UNFINISHED]} unfinished" if STATUS_UNFINISHED in counts else ""
     print(
         f"search {run_dir.name}: {counted(len(table), 'trial')}{took} "
-        f"({counts.get('complete', 0)} complete, {counts.get('pruned', 0)} stopped early by {stopper}, "
-        f"{counts.get('error', 0)} failed); {len(reused)} reused an already trained graph; "
+        f"({counts.get(STATUS_COMPLETE, 0)} complete, {counts.get(STATUS_PRUNED, 0)} stopped early "
+        f"by ASHA, {counts.get(STATUS_ERROR, 0)} failed{unfinished}); {len(reused)} reused an already trained graph; "
         f"{counted(int(table['reused_epochs'].sum()), 'epoch')} not trained again"
     )
     shown = table.head(top)[
@@ -236,12 +240,10 @@ def _prepare(args: argparse.Namespace) -> SearchSettings:
     return settings
 
 
-def _report_while_ray_stops(
-    run_dir: Path, top: int, seconds: float, interrupted: bool = False
-) -> None:
+def _report_while_ray_stops(run_dir: Path, top: int, seconds: float) -> None:
     """Ray's shutdown mostly waits for its processes to end: the export is written meanwhile."""
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="report") as pool:
-        reported = pool.submit(report_search, run_dir, top, seconds, interrupted)
+        reported = pool.submit(report_search, run_dir, top, seconds)
         stop_ray()
         reported.result()
 
@@ -277,7 +279,7 @@ def run(args: argparse.Namespace) -> int:
     except SearchInterrupted as stop:
         # Tune caught the Ctrl-C and saved its state: what ended so far is still exported
         try:
-            _report_while_ray_stops(settings.run_dir, args.top, stop.seconds, interrupted=True)
+            _report_while_ray_stops(settings.run_dir, args.top, stop.seconds)
         except SearchError:  # no trial has reported yet
             pass
         print(

@@ -15,8 +15,10 @@ from dcl_search.search._state_backup import known_trials
 from dcl_search.search._store import GRAPH, ended_results
 
 STATUS_COMPLETE = "complete"  # trained to the recipe's last epoch
-STATUS_PRUNED = "pruned"  # stopped early by ASHA (or the search ended before it finished)
+STATUS_PRUNED = "pruned"  # stopped early by ASHA
 STATUS_ERROR = "error"
+# still running, or stopped with the driver (Ctrl-C, a kill): --resume carries it on
+STATUS_UNFINISHED = "unfinished"
 
 
 def _last_result(trial_dir: Path) -> dict:
@@ -61,19 +63,21 @@ def trial_table(run_dir: str | Path) -> pd.DataFrame:
     for trial_dir in sorted(run_dir.glob("trial_*")):
         if known is not None and trial_dir.name.removeprefix("trial_") not in known:
             continue  # started just before a killed driver's last save, then run again as another
-        result = ended.get(trial_dir.name.removeprefix("trial_")) or _last_result(trial_dir)
+        trial_id = trial_dir.name.removeprefix("trial_")
+        result = ended.get(trial_id) or _last_result(trial_dir)
         errored = (trial_dir / "error.txt").exists() or (trial_dir / "error.pkl").exists()
         if not result and not errored:
             # started, then killed with the driver before its first epoch: Tune's saved state never
             # knew it, and the resumed search ran another sample in its place
             continue
-        row = {"trial": trial_dir.name.removeprefix("trial_")}
+        row = {"trial": trial_id}
         epochs = int(result.get("epoch", 0))
-        row["status"] = (
-            STATUS_ERROR
-            if errored and epochs < settings.recipe.epochs
-            else (STATUS_COMPLETE if epochs >= settings.recipe.epochs else STATUS_PRUNED)
-        )
+        if epochs >= settings.recipe.epochs:
+            row["status"] = STATUS_COMPLETE
+        elif errored:
+            row["status"] = STATUS_ERROR
+        else:  # ASHA's stops reach the driver's callbacks, which note every trial that ends
+            row["status"] = STATUS_PRUNED if trial_id in ended else STATUS_UNFINISHED
         key = result.get("key")
         graph_file = run_dir / "graphs" / str(key) / GRAPH
         graph = read_graph(graph_file) if key and graph_file.exists() else None
