@@ -94,6 +94,9 @@ def run(args: argparse.Namespace) -> int:
     bars: list[tqdm] = []  # made once the resumed epoch is known, so messages keep their own line
 
     def on_start(trainer) -> None:
+        if trainer.epoch >= recipe.epochs:
+            print(f"{out} has finished all {recipe.epochs} epochs already", file=sys.stderr)
+            return
         if trainer.epoch:
             print(f"resuming {out} after epoch {trainer.epoch}", file=sys.stderr)
         bars.append(

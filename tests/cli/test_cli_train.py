@@ -103,6 +103,14 @@ def test_a_killed_run_resumes_from_the_last_finished_epoch(tmp_path: Path) -> No
     assert epochs == list(range(1, 13))
     assert json.loads((tmp_path / "run/summary.json").read_text())["epochs"] == 12
 
+    # the same command once more trains nothing and says so, then shows the results
+    again = _train("dml:2", "--dataset", "digits", "--epochs", "12", "--out", "run", cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert "run has finished all 12 epochs already" in again.stderr
+    assert "resuming" not in again.stderr and "epoch/s" not in again.stderr
+    assert pd.read_csv(metrics)["epoch"].tolist() == list(range(1, 13))
+    assert "ensemble" in again.stdout
+
 
 def test_a_changed_setting_is_not_resumed_into_the_same_folder(tmp_path: Path) -> None:
     assert (
