@@ -240,7 +240,7 @@ def _prepare(args: argparse.Namespace) -> SearchSettings:
     return settings
 
 
-def _report_while_ray_stops(run_dir: Path, top: int, seconds: float) -> None:
+def _report_while_ray_stops(run_dir: Path, top: int, seconds: float | None) -> None:
     """Ray's shutdown mostly waits for its processes to end: the export is written meanwhile."""
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="report") as pool:
         reported = pool.submit(report_search, run_dir, top, seconds)
@@ -250,10 +250,23 @@ def _report_while_ray_stops(run_dir: Path, top: int, seconds: float) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from dcl_search.cli._reeval import reevaluate_run
-    from dcl_search.search import SearchError, SearchInterrupted, all_trials_failed, run_search
+    from dcl_search.search import (
+        SearchError,
+        SearchInterrupted,
+        all_trials_failed,
+        run_search,
+        search_finished,
+    )
 
     settings = _prepare(args)
-    if args.resume:
+    done = bool(args.resume) and search_finished(settings.run_dir, settings.samples)
+    if done:  # no need to start Ray: the export and --reeval-top still run
+        print(
+            f"search {settings.run_dir} has finished all {counted(settings.samples, 'trial')} "
+            "already; nothing to resume",
+            file=sys.stderr,
+        )
+    elif args.resume:
         print(
             f"resuming search {settings.run_dir} ({settings.samples} samples in all)",
             file=sys.stderr,
@@ -275,7 +288,9 @@ def run(args: argparse.Namespace) -> int:
         )
     resume_hint = f"continue with: dcl-search search --resume {settings.run_dir}"
     try:
-        seconds = run_search(settings, resume=bool(args.resume), address=args.address)
+        seconds = (
+            None if done else run_search(settings, resume=bool(args.resume), address=args.address)
+        )
     except SearchInterrupted as stop:
         # Tune caught the Ctrl-C and saved its state: what ended so far is still exported
         try:

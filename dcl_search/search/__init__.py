@@ -13,7 +13,13 @@ from dcl_search.search._reeval import (
     train_candidates,
     without_checkpoints,
 )
-from dcl_search.search._results import all_trials_failed, ranked, top_graphs, trial_table
+from dcl_search.search._results import (
+    all_trials_failed,
+    ranked,
+    search_finished,
+    top_graphs,
+    trial_table,
+)
 from dcl_search.search._settings import SearchError, SearchSettings
 from dcl_search.search._space import (
     SEARCH_SPACES,
@@ -41,6 +47,7 @@ __all__ = [
     "SearchSettings",
     "SearchSpace",
     "all_trials_failed",
+    "search_finished",
     "apply_hyperparameters",
     "baselines",
     "config_to_graph",

@@ -135,6 +135,16 @@ def top_graphs(run_dir: str | Path, k: int) -> list[tuple[nx.DiGraph, pd.Series]
     ]
 
 
+def search_finished(run_dir: str | Path, samples: int) -> bool:
+    """Whether ``samples`` trials have ended, none of them failed (``--resume`` would retry a
+    failed one) and none is unfinished: then resuming has nothing left to do."""
+    try:
+        table = trial_table(run_dir)
+    except SearchError:  # no trial has reported yet
+        return False
+    return len(table) >= samples and table["status"].isin([STATUS_COMPLETE, STATUS_PRUNED]).all()
+
+
 def all_trials_failed(run_dir: str | Path) -> str | None:
     """None if any trial did not fail; else a line naming the first trial's error and its file."""
     run_dir = Path(run_dir)

@@ -366,6 +366,17 @@ def test_ctrl_c_says_the_search_was_interrupted_and_resume_finishes_it(tmp_path:
     assert list(table["status"]) == ["complete", "complete"]
     assert list(table["epochs"]) == [20, 20]
 
+    # once more: nothing is left, so Tune (and its state files) are not touched
+    states = {p: p.stat().st_mtime_ns for p in run_dir.glob("experiment_state-*.json")}
+    again = run_cli(
+        [sys.executable, "-m", "dcl_search", "search", "--resume", str(run_dir)], tmp_path
+    )
+    assert again.stderr.splitlines()[0] == (
+        f"search {run_dir} has finished all 2 trials already; nothing to resume"
+    )
+    assert "search run: 2 trials (2 complete, 0 stopped early by ASHA, 0 failed)" in again.stdout
+    assert {p: p.stat().st_mtime_ns for p in run_dir.glob("experiment_state-*.json")} == states
+
 
 def test_a_space_mixing_heads_intra_models_and_gates_searches_and_its_winner_trains(
     tmp_path: Path,
