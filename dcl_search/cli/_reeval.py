@@ -34,7 +34,9 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--recipe", default=None, help="recipe (default: demo for digits, paper otherwise)"
     )
-    parser.add_argument("--epochs", type=int, default=None, help="override the recipe's epochs")
+    parser.add_argument(
+        "--epochs", type=at_least(1), default=None, help="override the recipe's epochs"
+    )
     parser.add_argument("--seeds", type=at_least(1), default=3, help="seeds per graph (default 3)")
     parser.add_argument(
         "--out", default=None, help="output folder (default results/transfer-<dataset>)"

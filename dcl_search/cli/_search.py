@@ -62,7 +62,10 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         "--recipe", default=None, help="training recipe (default: demo for digits, paper otherwise)"
     )
     parser.add_argument(
-        "--epochs", type=int, default=None, help="max epochs of a trial (overrides the recipe)"
+        "--epochs",
+        type=at_least(1),
+        default=None,
+        help="max epochs of a trial (overrides the recipe)",
     )
     parser.add_argument(
         "--nodes",
@@ -71,7 +74,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         help="number of nodes M, or a range MIN-MAX (overrides the space)",
     )
     parser.add_argument(
-        "--samples", type=int, default=24, help="number of sampled graphs (default 24)"
+        "--samples", type=at_least(1), default=24, help="number of sampled graphs (default 24)"
     )
     parser.add_argument(
         "--sampler",
@@ -81,22 +84,25 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--grace-period",
-        type=int,
+        type=at_least(1),
         default=1,
         help="ASHA's minimum epochs before a trial may be stopped (default 1)",
     )
     parser.add_argument(
-        "--reduction-factor", type=int, default=2, help="ASHA's reduction factor (default 2)"
+        "--reduction-factor",
+        type=at_least(2),
+        default=2,
+        help="ASHA's reduction factor (default 2)",
     )
     parser.add_argument(
         "--concurrency",
-        type=int,
+        type=at_least(1),
         default=None,
         help="trials running at once (default: CPUs / cpus-per-trial)",
     )
     parser.add_argument(
         "--max-failures",
-        type=int,
+        type=at_least(0),
         default=2,
         help="retries of a failed trial from its last checkpoint (default 2)",
     )

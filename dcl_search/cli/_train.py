@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from dcl_search._words import counted
-from dcl_search.cli._common import accuracy_table, add_data_options, load_recipe_option
+from dcl_search.cli._common import accuracy_table, add_data_options, at_least, load_recipe_option
 
 HELP = "train one graph (a JSON file or a preset: independent, kd, dml:3, ...)"
 
@@ -26,7 +26,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--epochs",
-        type=int,
+        type=at_least(1),
         default=None,
         help="override the recipe's epochs (the schedule and linear gates follow)",
     )

@@ -168,6 +168,25 @@ OPTION_BOUNDS = {
         "--seeds: 'x' is not an integer",
     ),
     "export --top -1": (["export", "results/x", "--top", "-1"], "--top: is -1, but must be >= 1"),
+    # 0 used to mean "the default" and ran a whole search
+    "search --concurrency 0": (
+        ["search", "--concurrency", "0"],
+        "--concurrency: is 0, but must be >= 1",
+    ),
+    "search --samples 0": (["search", "--samples", "0"], "--samples: is 0, but must be >= 1"),
+    "search --reduction-factor 1": (
+        ["search", "--reduction-factor", "1"],
+        "--reduction-factor: is 1, but must be >= 2",
+    ),
+    "search --max-failures -1": (
+        ["search", "--max-failures", "-1"],
+        "--max-failures: is -1, but must be >= 0",
+    ),
+    "train --epochs 0": (["train", "dml:2", "--epochs", "0"], "--epochs: is 0, but must be >= 1"),
+    "transfer --epochs 0": (
+        ["transfer", "g.json", "--epochs", "0"],
+        "--epochs: is 0, but must be >= 1",
+    ),
 }
 
 
