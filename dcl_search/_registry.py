@@ -49,9 +49,12 @@ class Registry(Generic[T]):
         try:
             return self._entries[name]
         except (KeyError, TypeError):
-            raise RegistryError(
-                f"unknown {self.kind} {name!r}; known {self.kind}s: {', '.join(self.names())}"
-            ) from None
+            raise RegistryError(f"unknown {self.kind} {name!r}; {self.known()}") from None
+
+    def known(self) -> str:
+        """The end of a message about an unknown name: the known ones, and how to add one
+        (a registration in the user's own script never reaches the CLI or Ray's workers)."""
+        return f"known {self.kind}s: {', '.join(self.names())} (or your own, through --plugin)"
 
     def names(self) -> list[str]:
         load_plugins()

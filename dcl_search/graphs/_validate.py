@@ -78,7 +78,7 @@ def _add_nodes(graph: nx.DiGraph, nodes: Any, source: str) -> None:
         if entry["model"] not in MODELS:
             raise _fail(
                 source,
-                f"node {node}: unknown model {entry['model']!r}; known models: {', '.join(MODELS.names())}",
+                f"node {node}: unknown model {entry['model']!r}; {MODELS.known()}",
             )
         attrs = {"model": entry["model"], "frozen": entry.get("frozen", False)}
         if "checkpoint" in entry:
@@ -116,7 +116,7 @@ def _add_edges(graph: nx.DiGraph, edges: Any, source: str) -> None:
         if gate not in GATES:
             raise _fail(
                 source,
-                f"edge {s}->{t}: unknown gate {gate!r}; known gates: {', '.join(GATES.names())}",
+                f"edge {s}->{t}: unknown gate {gate!r}; {GATES.known()}",
             )
         if gate != CUTOFF:
             graph.add_edge(s, t, gate=gate)

@@ -121,8 +121,7 @@ def _check_names(key: str, names: Any, registry: Registry[Any]) -> tuple[str, ..
     for i, name in enumerate(names):
         if not isinstance(name, str) or name not in registry:
             raise SearchSpaceError(
-                f"{key}[{i}] is {name!r}, not a registered {registry.kind}; "
-                f"known {registry.kind}s: {known}"
+                f"{key}[{i}] is {name!r}, not a registered {registry.kind}; {registry.known()}"
             )
         if name in names[:i]:
             raise SearchSpaceError(f"{key} lists {name!r} twice; each choice once")
@@ -167,8 +166,7 @@ class SearchSpace:
             )
         if not isinstance(self.target_model, str) or self.target_model not in MODELS:
             raise SearchSpaceError(
-                f"target_model is {self.target_model!r}, not a registered model; "
-                f"known models: {', '.join(MODELS.names())}"
+                f"target_model is {self.target_model!r}, not a registered model; {MODELS.known()}"
             )
         object.__setattr__(self, "models", _check_names("models", self.models, MODELS))
         for key in ("edge_gates", "self_loop_gates"):

@@ -77,6 +77,7 @@ def test_without_the_plugin_the_model_is_unknown(tmp_path: Path) -> None:
     result = _cli(tmp_path, "show", "dml:2:plugin_mlp")
     assert result.returncode == 2
     assert "unknown model 'plugin_mlp'" in result.stderr
+    assert result.stderr.rstrip().endswith("wrn40_4 (or your own, through --plugin)")
 
 
 def test_an_installed_package_plugs_in_through_its_entry_point(tmp_path: Path) -> None:
