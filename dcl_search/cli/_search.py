@@ -109,6 +109,14 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--seed", type=int, default=0, help="training seed of every trial (default 0)"
     )
+    parser.add_argument(
+        "--status-every",
+        type=share(zero_allowed=True),
+        default=60.0,
+        metavar="SECONDS",
+        help="after this long without a progress line, print the running trials' epochs and "
+        "accuracies (default 60; 0: never)",
+    )
     add_resources(parser)
     parser.add_argument(
         "--name", default=None, help="run name (default <dataset>-<space>-<date-time>)"
@@ -168,6 +176,7 @@ def _settings(args: argparse.Namespace) -> SearchSettings:
         gpus_per_trial=args.gpus_per_trial,
         concurrency=concurrency,
         max_failures=args.max_failures,
+        status_every=args.status_every,
     )
 
 

@@ -35,6 +35,14 @@ def _trial_dirname(trial) -> str:
     return f"trial_{trial.trial_id}"
 
 
+def _best(trials) -> str:
+    """The best last ``METRIC`` of ``trials``, as a percentage ('-' if none reported one)."""
+    scores = [
+        t.last_result[METRIC] for t in trials if (t.last_result or {}).get(METRIC) is not None
+    ]
+    return f"{100 * max(scores):.2f}%" if scores else "-"
+
+
 def _callbacks(settings: SearchSettings, log: Callable[[str], None]) -> list:
     from ray import tune
 
@@ -54,30 +62,50 @@ def _callbacks(settings: SearchSettings, log: Callable[[str], None]) -> list:
             store.release_all_of(trial.trial_id)
 
     class Progress(tune.Callback):
-        """One line per ended trial. Counts and best come from Tune's trial list, not from
-        this object, so a resumed search goes on counting from the trials it restored."""
+        """One line per ended trial, and a status line of the running ones whenever
+        ``status_every`` seconds pass without a line (a paper-sized trial runs for hours).
+        Counts and best come from Tune's trial list, not from this object, so a resumed
+        search goes on counting from the trials it restored."""
+
+        def __init__(self) -> None:
+            self.last_line = time.monotonic()
+
+        def log(self, text: str) -> None:
+            self.last_line = time.monotonic()
+            log(text)
+
+        def on_trial_result(self, iteration, trials, trial, result, **info):
+            every = settings.status_every
+            if not every or time.monotonic() - self.last_line < every:
+                return
+            latest = {t.trial_id: t.last_result or {} for t in trials if t.status == "RUNNING"}
+            latest[trial.trial_id] = result
+            running = ", ".join(
+                f"{tid} {r['epoch']}/{settings.recipe.epochs} {100 * r[METRIC]:.2f}%"
+                for tid, r in sorted(latest.items())
+                if r.get(METRIC) is not None
+            )
+            ended = [t for t in trials if t.status in ("TERMINATED", "ERROR")]
+            self.log(
+                f"... {len(ended)} of {counted(settings.samples, 'trial')} ended, best "
+                f"{_best(ended)}; running (epoch, {METRIC}): {running}"
+            )
 
         def _line(self, trials, trial, how: str) -> None:
             # Tune marks a completed trial TERMINATED only after this callback, a failed one before
             ended = [t for t in trials if t is trial or t.status in ("TERMINATED", "ERROR")]
-            scores = [
-                t.last_result[METRIC]
-                for t in ended
-                if (t.last_result or {}).get(METRIC) is not None
-            ]
             result = trial.last_result or {}
             accuracy = result.get(METRIC)
             shown = "-" if accuracy is None else f"{100 * accuracy:.2f}%"
-            best = f"{100 * max(scores):.2f}%" if scores else "-"
             reused = (
                 " (reused)"
                 if result.get("reused_epochs") and not result.get("trained_epochs")
                 else ""
             )
-            log(
+            self.log(
                 f"[{len(ended)}/{settings.samples}] {trial.trial_id} {how} after "
                 f"{counted(result.get('epoch', 0), 'epoch')}: {METRIC} {shown}{reused}, "
-                f"graph {result.get('graph_hash', '?')}; best {best}"
+                f"graph {result.get('graph_hash', '?')}; best {_best(ended)}"
             )
 
         def on_trial_complete(self, iteration, trials, trial, **info):

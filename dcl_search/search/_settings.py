@@ -55,6 +55,7 @@ class SearchSettings:
     gpus_per_trial: float = 0.0
     concurrency: int = 2
     max_failures: int = 2
+    status_every: float = 60.0  # seconds without a progress line before a status line; 0: never
     # $DCL_SEARCH_PLUGINS of the search: reading or resuming it loads them again by itself
     plugins: tuple[str, ...] = ()
 
@@ -70,6 +71,7 @@ class SearchSettings:
             "gpus_per_trial": (self.gpus_per_trial >= 0, ">= 0"),
             "concurrency": (self.concurrency >= 1, ">= 1"),
             "max_failures": (self.max_failures >= 0, ">= 0"),
+            "status_every": (self.status_every >= 0, ">= 0"),
         }
         for name, (holds, rule) in rules.items():
             if not holds:

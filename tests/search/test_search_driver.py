@@ -331,6 +331,31 @@ def test_a_search_finds_the_default_data_folder_although_tune_runs_trials_elsewh
     )
 
 
+STATUS_LINE = re.compile(
+    r"\.\.\. (\d+) of 2 trials ended, best (-|\d+\.\d\d%); running \(epoch, acc_node0\): "
+    r"(\w{8} \d+/30 \d+\.\d\d%(?:, \w{8} \d+/30 \d+\.\d\d%)*)"
+)
+
+
+def test_long_trials_show_a_status_line_of_the_running_ones(tmp_path: Path) -> None:
+    command = search_command(
+        tmp_path, TINY_SPACE, "--samples", "2", "--epochs", "30", "--grace-period", "30",
+        "--status-every", "0.2",
+    )  # fmt: skip
+    result = run_cli(command, tmp_path)
+    statuses = [STATUS_LINE.fullmatch(line) for line in result.stderr.splitlines()]
+    statuses = [match for match in statuses if match]
+    assert statuses, result.stderr[-3000:]
+    first = statuses[0]
+    assert first.group(1) == "0" and first.group(2) == "-"
+    ids = set(trial_table(tmp_path / "results/run")["trial"])
+    for match in statuses:
+        for entry in match.group(3).split(", "):
+            trial, epochs, _ = entry.split()
+            assert trial in ids and 1 <= int(epochs.split("/")[0]) <= 30
+    assert json.loads((tmp_path / "results/run/search.json").read_text())["status_every"] == 0.2
+
+
 def test_ctrl_c_says_the_search_was_interrupted_and_resume_finishes_it(tmp_path: Path) -> None:
     """Tune catches Ctrl-C and returns as if done; the command must not claim it finished."""
     command = search_command(
