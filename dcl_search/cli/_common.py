@@ -54,6 +54,17 @@ def share(*, zero_allowed: bool) -> Callable[[str], float]:
     return parse
 
 
+def add_status_every(parser: argparse.ArgumentParser, noun: str) -> None:
+    parser.add_argument(
+        "--status-every",
+        type=share(zero_allowed=True),
+        default=60.0,
+        metavar="SECONDS",
+        help=f"after this long without a progress line, print the running {noun}s' epochs and "
+        "accuracies (default 60; 0: never)",
+    )
+
+
 def find_recipe(spec: str) -> Path:
     """A recipe file from a path, or a name of a file under ``trainers/`` (``paper``, ``demo``)."""
     path, known = find_named_yaml(spec, "trainers")

@@ -7,7 +7,12 @@ import sys
 from pathlib import Path
 
 from dcl_search._words import counted
-from dcl_search.cli._common import add_data_options, at_least, load_recipe_option
+from dcl_search.cli._common import (
+    add_data_options,
+    add_status_every,
+    at_least,
+    load_recipe_option,
+)
 
 REEVAL_HELP = "re-train the best graphs of a search with several seeds against the baselines"
 TRANSFER_HELP = "train found graphs on another dataset with several seeds against the baselines"
@@ -20,6 +25,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("run", help="search folder, e.g. results/<name>")
     parser.add_argument("--top", type=at_least(1), default=3, help="graphs to re-train (default 3)")
     parser.add_argument("--seeds", type=at_least(1), default=3, help="seeds per graph (default 3)")
+    add_status_every(parser, "run")
     add_resources(parser, "run")
     parser.set_defaults(handler=run_reeval)
 
@@ -41,6 +47,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--out", default=None, help="output folder (default results/transfer-<dataset>)"
     )
+    add_status_every(parser, "run")
     add_resources(parser, "run")
     parser.set_defaults(handler=run_transfer)
 
@@ -63,6 +70,7 @@ def reevaluate_run(
     cpus: float = 1.0,
     gpus: float = 0.0,
     address: str | None = None,
+    status_every: float = 60.0,
 ) -> None:
     from dcl_search.search import (
         Candidate,
@@ -91,7 +99,14 @@ def reevaluate_run(
     init_ray(address, cpus_per_task=cpus, gpus_per_task=gpus, noun="run")
     out = run_dir / "reeval"
     runs = train_candidates(
-        candidates, settings.data, settings.recipe, seeds, out, cpus_per_run=cpus, gpus_per_run=gpus
+        candidates,
+        settings.data,
+        settings.recipe,
+        seeds,
+        out,
+        cpus_per_run=cpus,
+        gpus_per_run=gpus,
+        status_every=status_every,
     )
     _finish(runs, out)
 
@@ -104,6 +119,7 @@ def run_reeval(args: argparse.Namespace) -> int:
         cpus=args.cpus_per_run,
         gpus=args.gpus_per_run,
         address=args.address,
+        status_every=args.status_every,
     )
     return 0
 
@@ -148,6 +164,7 @@ def run_transfer(args: argparse.Namespace) -> int:
         out,
         cpus_per_run=args.cpus_per_run,
         gpus_per_run=args.gpus_per_run,
+        status_every=args.status_every,
     )
     _finish(runs, out)
     return 0

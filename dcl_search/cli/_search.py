@@ -14,7 +14,13 @@ from dcl_search._errors import DCLSearchError
 from dcl_search._plugins import plugin_specs
 from dcl_search._ray import stop_ray
 from dcl_search._words import counted
-from dcl_search.cli._common import add_data_options, at_least, load_recipe_option, share
+from dcl_search.cli._common import (
+    add_data_options,
+    add_status_every,
+    at_least,
+    load_recipe_option,
+    share,
+)
 
 if TYPE_CHECKING:
     from dcl_search.search import SearchSettings
@@ -109,14 +115,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--seed", type=int, default=0, help="training seed of every trial (default 0)"
     )
-    parser.add_argument(
-        "--status-every",
-        type=share(zero_allowed=True),
-        default=60.0,
-        metavar="SECONDS",
-        help="after this long without a progress line, print the running trials' epochs and "
-        "accuracies (default 60; 0: never)",
-    )
+    add_status_every(parser, "trial")
     add_resources(parser)
     parser.add_argument(
         "--name", default=None, help="run name (default <dataset>-<space>-<date-time>)"
@@ -336,5 +335,6 @@ def run(args: argparse.Namespace) -> int:
             cpus=settings.cpus_per_trial,
             gpus=settings.gpus_per_trial,
             address=args.address,
+            status_every=settings.status_every,
         )
     return 0

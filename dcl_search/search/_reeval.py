@@ -18,6 +18,7 @@ import networkx as nx
 import pandas as pd
 
 from dcl_search._errors import DCLSearchError
+from dcl_search._words import counted
 from dcl_search.datasets import resolve_data_dir
 from dcl_search.graphs import graph_hash, preset_graph
 from dcl_search.search._data import DataSpec, cached_data
@@ -94,9 +95,13 @@ def train_candidates(
     *,
     cpus_per_run: float = 1.0,
     gpus_per_run: float = 0.0,
+    status_every: float = 60.0,
     log: Callable[[str], None] = lambda text: print(text, file=sys.stderr),
 ) -> pd.DataFrame:
-    """Trains every candidate with every seed (resumable: each run has its folder); one row per run."""
+    """Trains every candidate with every seed (resumable: each run has its folder); one row per run.
+
+    A line per finished run, and a status line of the running ones (from their
+    ``metrics.csv``) whenever ``status_every`` seconds pass without one (0: never)."""
     import ray
 
     # the runs may work in another folder, on another machine: hand them absolute paths
@@ -120,11 +125,14 @@ def train_candidates(
                 device,
                 int(cpus_per_run),
             )
-            pending[ref] = (candidate, seed)
+            pending[ref] = (candidate, seed, out)
     rows = []
     while pending:
-        done, _ = ray.wait(list(pending), num_returns=1)
-        candidate, seed = pending.pop(done[0])
+        done, _ = ray.wait(list(pending), num_returns=1, timeout=status_every or None)
+        if not done:
+            log(_status_line(list(pending.values()), len(rows), recipe.epochs))
+            continue
+        candidate, seed, _ = pending.pop(done[0])
         metrics = _result(done[0], list(pending))
         log(
             f"  {candidate.label} seed {seed}: node 0 val {100 * metrics['val_acc_node0']:.2f}% "
@@ -141,6 +149,26 @@ def train_candidates(
             }
         )
     return pd.DataFrame(rows)
+
+
+def _status_line(running: list[tuple[Candidate, int, Path]], finished: int, epochs: int) -> str:
+    """Where the unfinished runs are, read from the ``metrics.csv`` each writes per epoch (on a
+    cluster without a shared folder, only this machine's runs show)."""
+    shown = []
+    for candidate, seed, out in running:
+        try:
+            last = pd.read_csv(out / "metrics.csv").iloc[-1]
+        except (FileNotFoundError, pd.errors.EmptyDataError, IndexError):
+            continue  # waiting for a worker, or before its first epoch
+        shown.append(
+            f"{candidate.label} seed {seed} {int(last['epoch'])}/{epochs} "
+            f"{100 * last['acc_node0']:.2f}%"
+        )
+    total = finished + len(running)
+    return (
+        f"  ... {finished} of {counted(total, 'run')} done; running (epoch, node 0 val): "
+        f"{', '.join(shown) or 'no epoch finished yet'}"
+    )
 
 
 def _result(ref, others: list) -> dict:

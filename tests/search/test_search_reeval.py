@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -117,6 +118,27 @@ def test_transfer_trains_a_graph_and_the_baselines_on_another_dataset(tmp_path: 
     assert len(teachers) == 1, (
         "the frozen teacher is pre-trained once on the new dataset and reused"
     )
+
+
+STATUS_LINE = re.compile(r"  \.\.\. ([0-2]) of 3 runs done; running \(epoch, node 0 val\): (.+)")
+RUN_ENTRY = re.compile(r"(found|independent|dml:2) seed 1000 (\d+)/60 \d+\.\d\d%")
+
+
+def test_long_runs_show_a_status_line_of_the_running_ones(tmp_path: Path) -> None:
+    _imagefolder(tmp_path / "data")
+    graph_file = write_graph(preset_graph("dml:mlp,mlp"), tmp_path / "found.json")
+    options = ("--epochs", "60", "--seeds", "1", "--val-fraction", "0.2", "--status-every", "0.1")
+    result = _transfer(tmp_path, graph_file, *options)
+    assert result.returncode == 0, result.stderr[-3000:]
+    statuses = [m for line in result.stderr.splitlines() if (m := STATUS_LINE.fullmatch(line))]
+    entries = [
+        RUN_ENTRY.fullmatch(entry)
+        for match in statuses
+        if match.group(2) != "no epoch finished yet"
+        for entry in match.group(2).split(", ")
+    ]
+    assert entries and all(entries), result.stderr[-3000:]
+    assert all(1 <= int(entry.group(2)) <= 60 for entry in entries)
 
 
 def test_a_run_that_cannot_train_is_one_line_not_a_ray_traceback(tmp_path: Path) -> None:
