@@ -102,12 +102,18 @@ def _transfer(tmp_path: Path, graph_file: Path, *options: str) -> subprocess.Com
     )
 
 
-def test_transfer_trains_a_graph_and_the_baselines_on_another_dataset(tmp_path: Path) -> None:
+def _transfer_found(tmp_path: Path, preset: str, *options: str) -> subprocess.CompletedProcess:
+    """Transfers the graph ``preset``, saved as ``found.json``, to a tiny ImageFolder."""
     _imagefolder(tmp_path / "data")
-    graph_file = write_graph(preset_graph("kd:tiny_cnn,mlp"), tmp_path / "found.json")
-    options = ("--recipe", "demo", "--epochs", "3", "--seeds", "2", "--val-fraction", "0.2")
-    result = _transfer(tmp_path, graph_file, *options)
+    graph_file = write_graph(preset_graph(preset), tmp_path / "found.json")
+    result = _transfer(tmp_path, graph_file, "--val-fraction", "0.2", *options)
     assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+def test_transfer_trains_a_graph_and_the_baselines_on_another_dataset(tmp_path: Path) -> None:
+    options = ("--recipe", "demo", "--epochs", "3", "--seeds", "2")
+    result = _transfer_found(tmp_path, "kd:tiny_cnn,mlp", *options)
     summary = pd.read_csv(tmp_path / "out/summary.csv")
     assert sorted(summary["label"]) == ["dml:2", "found", "independent"]
     assert (summary["seeds"] == 2).all()
@@ -125,11 +131,8 @@ RUN_ENTRY = re.compile(r"(found|independent|dml:2) seed 1000 (\d+)/60 \d+\.\d\d%
 
 
 def test_long_runs_show_a_status_line_of_the_running_ones(tmp_path: Path) -> None:
-    _imagefolder(tmp_path / "data")
-    graph_file = write_graph(preset_graph("dml:mlp,mlp"), tmp_path / "found.json")
-    options = ("--epochs", "60", "--seeds", "1", "--val-fraction", "0.2", "--status-every", "0.1")
-    result = _transfer(tmp_path, graph_file, *options)
-    assert result.returncode == 0, result.stderr[-3000:]
+    options = ("--epochs", "60", "--seeds", "1", "--status-every", "0.1")
+    result = _transfer_found(tmp_path, "dml:mlp,mlp", *options)
     statuses = [m for line in result.stderr.splitlines() if (m := STATUS_LINE.fullmatch(line))]
     entries = [
         RUN_ENTRY.fullmatch(entry)
