@@ -55,6 +55,10 @@ def graph_to_node_link(graph: nx.DiGraph) -> dict[str, Any]:
 def read_graph(path: str | Path) -> nx.DiGraph:
     """Loads and validates a graph JSON file; every problem is a GraphError naming the file."""
     path = Path(path)
+    if path.is_dir():  # most often a search's folder, whose graphs are exported JSON files
+        found = sorted(path.glob("rank1-*.json")) + sorted(path.glob("export/rank1-*.json"))
+        hint = f", e.g. {found[0]}" if found else " (dcl-search export writes them from a search)"
+        raise GraphError(f"{path}: a folder, not a graph JSON file; give a graph file{hint}")
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:

@@ -72,6 +72,23 @@ def test_bad_graphs_are_refused_in_one_line(case: str, tmp_path: Path, capsys) -
     assert not (tmp_path / "run").exists()
 
 
+def test_a_search_folder_given_as_a_graph_points_to_its_exported_graphs(
+    tmp_path: Path, capsys
+) -> None:
+    export = tmp_path / "run" / "export"
+    export.mkdir(parents=True)
+    (export / "rank1-0123abcd.json").write_text("{}")
+    status = main(["show", str(tmp_path / "run")])
+    assert _one_error_line(capsys, status) == (
+        f"dcl-search: error: {tmp_path / 'run'}: a folder, not a graph JSON file; give a graph "
+        f"file, e.g. {export / 'rank1-0123abcd.json'}"
+    )
+    status = main(["show", str(tmp_path)])
+    assert _one_error_line(capsys, status).endswith(
+        "give a graph file (dcl-search export writes them from a search)"
+    )
+
+
 def test_missing_dataset_says_where_it_looked(tmp_path: Path, capsys) -> None:
     status = main(
         ["train", "independent", "--dataset", "cifar10", "--data-dir", str(tmp_path / "nodata")]
