@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -10,6 +11,7 @@ from dcl_search.graphs import draw_graph, write_graph
 from dcl_search.search._results import ranked, top_graphs, trial_table
 
 LEADERBOARD = "leaderboard.csv"
+_RANK_FILE = re.compile(r"rank\d+-[0-9a-f]{16}\.(json|png)")
 
 
 def export_run(
@@ -20,6 +22,11 @@ def export_run(
     out = Path(out_dir) if out_dir is not None else run_dir / "export"
     table = ranked(trial_table(run_dir))  # a folder that is no search fails before mkdir
     out.mkdir(parents=True, exist_ok=True)
+    # an earlier export's ranks (another --top, or the ranking before the search went on)
+    # would stand beside the new ones under the same rank numbers
+    for old in out.iterdir():
+        if _RANK_FILE.fullmatch(old.name):
+            old.unlink()
     table.to_csv(out / LEADERBOARD, index=False)
     written = []
     for rank, (graph, row) in enumerate(top_graphs(run_dir, top), start=1):

@@ -24,7 +24,7 @@ import torch
 
 from dcl_search.cli import main
 from dcl_search.graphs import read_graph
-from dcl_search.search import trial_table
+from dcl_search.search import export_run, trial_table
 from dcl_search.search._optuna import optuna_storage
 
 TINY_SPACE = """\
@@ -188,6 +188,24 @@ def test_the_export_command_writes_what_the_search_exported(tiny_search, tmp_pat
     searched = sorted(p.name for p in (run_dir / "export").glob("rank*"))
     assert len(ours) == 4 and ours == searched[:4]  # rank1, rank2: JSON + PNG each
     assert f"wrote {out / 'leaderboard.csv'}" in result.stdout
+
+
+def test_an_export_replaces_an_earlier_exports_rank_files(tiny_search, tmp_path: Path) -> None:
+    run_dir, _ = tiny_search
+    out = tmp_path / "exported"
+    out.mkdir()
+    stale = [
+        "rank1-0123456789abcdef.json",
+        "rank1-0123456789abcdef.png",
+        "rank3-fedcba9876543210.json",
+    ]
+    kept = ["notes.txt", "rank1-mine.json"]  # not an export's names: the user's own files
+    for name in stale + kept:
+        (out / name).write_text("{}")
+    _, written = export_run(run_dir, 2, out)
+    expected = {p.name for p in written} | {p.with_suffix(".png").name for p in written}
+    assert len(expected) == 4
+    assert {p.name for p in out.iterdir()} == expected | set(kept) | {"leaderboard.csv"}
 
 
 def test_the_reeval_command_retrains_the_best_graph_against_the_baselines(
