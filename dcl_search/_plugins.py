@@ -56,9 +56,9 @@ def _load_entry_points() -> None:
 def load_plugins() -> None:
     """Imports every plugin not imported yet in this process (cheap once they are)."""
     _load_entry_points()
-    for spec in plugin_specs():
-        if _absolute(spec) not in _loaded:
-            _loaded.add(_absolute(spec))  # first: the plugin's own registrations look things up
+    for spec in map(_absolute, plugin_specs()):
+        if spec not in _loaded:
+            _loaded.add(spec)  # first: the plugin's own registrations look things up too
             _guarded(f"${PLUGINS_ENV_VAR}: {spec}", lambda spec=spec: _import(spec))
 
 
@@ -73,6 +73,7 @@ def _guarded(where: str, load) -> None:
 
 
 def _import(spec: str) -> None:
+    """Imports a module name, or a ``.py`` file given by its absolute path."""
     if not spec.endswith(".py"):
         try:
             importlib.import_module(spec)
@@ -84,7 +85,7 @@ def _import(spec: str) -> None:
                 ) from None
             raise
         return
-    path = Path(spec).expanduser().resolve()
+    path = Path(spec)
     if not path.is_file():
         raise PluginError(f"${PLUGINS_ENV_VAR}: {spec}: no such file")
     name = f"dcl_search_plugin_{path.stem}"

@@ -21,6 +21,7 @@ from dcl_search.search._settings import SearchError, SearchSettings
 from dcl_search.search._store import GraphStore, ended_results, record_ended
 
 METRIC = "acc_node0"
+_ENDED = ("TERMINATED", "ERROR")  # Tune's statuses of a trial that will not report again
 
 
 class SearchInterrupted(KeyboardInterrupt):
@@ -85,7 +86,7 @@ def _callbacks(settings: SearchSettings, log: Callable[[str], None]) -> list:
                 for tid, r in sorted(latest.items())
                 if r.get(METRIC) is not None
             )
-            ended = [t for t in trials if t.status in ("TERMINATED", "ERROR")]
+            ended = [t for t in trials if t.status in _ENDED]
             self.log(
                 f"... {len(ended)} of {counted(settings.samples, 'trial')} ended, best "
                 f"{_best(ended)}; running (epoch, {METRIC}): {running}"
@@ -93,7 +94,7 @@ def _callbacks(settings: SearchSettings, log: Callable[[str], None]) -> list:
 
         def _line(self, trials, trial, how: str) -> None:
             # Tune marks a completed trial TERMINATED only after this callback, a failed one before
-            ended = [t for t in trials if t is trial or t.status in ("TERMINATED", "ERROR")]
+            ended = [t for t in trials if t is trial or t.status in _ENDED]
             result = trial.last_result or {}
             accuracy = result.get(METRIC)
             shown = "-" if accuracy is None else f"{100 * accuracy:.2f}%"
