@@ -76,3 +76,31 @@ def test_epochs_replayed_mid_trial_count_as_reporting_not_negative_time() -> Non
     assert parts["per-epoch reporting"] == pytest.approx(0.1 + 0.1 + 0.1)
     assert parts["trial set-up"] == pytest.approx(0.5)
     assert sum(parts.values()) == pytest.approx(4.0)
+
+
+def test_a_workers_first_set_up_is_warm_up_not_a_per_trial_cost() -> None:
+    # the layout of the first test, with Tune's pid: trials 1 and 3 ran in worker 11 (slot A),
+    # trial 2 in worker 22; trial 1 pre-trained a teacher (3 s) inside its 4 s set-up
+    trials = [
+        [
+            _row(4.0, 10.0, 2.0, 1, teacher_seconds=3.0, pid=11),
+            _row(4.0, 12.5, 2.0, 2, teacher_seconds=3.0, pid=11),
+        ],
+        [_row(4.0, 7.0, 2.0, 1, pid=22), _row(4.0, 16.0, 8.0, 2, pid=22)],
+        [_row(13.0, 15.0, 1.5, 1, pid=11)],
+    ]
+    report = overhead.breakdown(trials, started=0.0, ended=20.0, slots=2)
+    parts = report["seconds"]
+    assert parts["worker warm-up"] == pytest.approx(1 + 1)  # trials 1 and 2, teacher excluded
+    assert parts["trial set-up"] == pytest.approx(0.5)  # trial 3 only
+    assert parts["teacher pre-training"] == pytest.approx(3.0)
+    assert sum(parts.values()) == pytest.approx(40.0)
+    work = 15.5 + 3.0
+    assert report["overhead_share"] == pytest.approx(1 - work / 40)
+    assert report["per_trial_overhead_share"] == pytest.approx(1 - work / (23 - 2))
+
+
+def test_the_worker_of_the_earliest_start_is_first_whatever_the_row_order() -> None:
+    rows = [[_row(5.0, 6.0, 0.5, 1, pid=7)], [_row(1.0, 2.0, 0.5, 1, pid=7)]]
+    assert overhead._first_in_worker(rows) == [False, True]
+    assert overhead._first_in_worker([[_row(1.0, 2.0, 0.5, 1)]]) == [False]
