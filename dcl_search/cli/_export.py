@@ -20,9 +20,10 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from dcl_search.search import export_run
+    from dcl_search.search._fidelity import RUNGS_FILE
 
     leaderboard, graphs = export_run(Path(args.run), args.top, args.out)
-    print(f"wrote {leaderboard}")
+    print(f"wrote {leaderboard} and {RUNGS_FILE}")
     for path in graphs:
         print(f"wrote {path} and {path.with_suffix('.png').name}")
     return 0

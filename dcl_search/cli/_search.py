@@ -180,7 +180,10 @@ def _settings(args: argparse.Namespace) -> SearchSettings:
 
 
 def report_search(run_dir: Path, top: int, seconds: float | None = None) -> None:
-    from dcl_search.search import export_run, ranked, trial_table
+    import pandas as pd
+
+    from dcl_search.search import SearchSettings, export_run, ranked, trial_table
+    from dcl_search.search._fidelity import RUNGS_FILE, describe_fidelity
     from dcl_search.search._results import (
         STATUS_COMPLETE,
         STATUS_ERROR,
@@ -210,6 +213,10 @@ def report_search(run_dir: Path, top: int, seconds: float | None = None) -> None
         ).to_string(index=False, float_format="%.2f")
     )
     print(f"exported {counted(len(graphs), 'graph')} (JSON + PNG) and {leaderboard}")
+    fidelity = pd.read_csv(leaderboard.parent / RUNGS_FILE)
+    line = describe_fidelity(fidelity, SearchSettings.load(run_dir).recipe.epochs)
+    if line:
+        print(f"{line} ({leaderboard.parent / RUNGS_FILE})")
 
 
 # options that --resume takes as given; every other one is a setting stored in search.json

@@ -1,4 +1,5 @@
-"""Export: the best graphs as graph JSON (the format ``train`` reads), pictures, leaderboard CSV."""
+"""Export: the best graphs as graph JSON (the format ``train`` reads), pictures, leaderboard CSV,
+and how well the early rungs predicted the last epoch."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from dcl_search.graphs import draw_graph, write_graph
+from dcl_search.search._fidelity import RUNGS_FILE, search_rung_fidelity
 from dcl_search.search._results import ranked, top_graphs, trial_table
 
 LEADERBOARD = "leaderboard.csv"
@@ -17,7 +19,8 @@ _RANK_FILE = re.compile(r"rank\d+-[0-9a-f]{16}\.(json|png)")
 def export_run(
     run_dir: str | Path, top: int, out_dir: str | Path | None = None
 ) -> tuple[Path, list[Path]]:
-    """Writes leaderboard.csv and ``rank<i>-<hash>.json`` + ``.png`` for the ``top`` best graphs."""
+    """Writes leaderboard.csv, rungs.csv and ``rank<i>-<hash>.json`` + ``.png`` for the ``top``
+    best graphs."""
     run_dir = Path(run_dir)
     out = Path(out_dir) if out_dir is not None else run_dir / "export"
     table = ranked(trial_table(run_dir))  # a folder that is no search fails before mkdir
@@ -28,6 +31,7 @@ def export_run(
         if _RANK_FILE.fullmatch(old.name):
             old.unlink()
     table.to_csv(out / LEADERBOARD, index=False)
+    search_rung_fidelity(run_dir, table).to_csv(out / RUNGS_FILE, index=False)
     written = []
     for rank, (graph, row) in enumerate(top_graphs(run_dir, top), start=1):
         graph = graph.copy()

@@ -103,6 +103,16 @@ class SearchSettings:
     def device(self) -> str:
         return "cuda" if self.gpus_per_trial > 0 else "cpu"
 
+    @property
+    def rungs(self) -> list[int]:
+        """The epochs below the last where ASHA may stop a trial: Ray's ASHA puts its rungs at
+        grace_period · reduction_factor^k below max_t."""
+        rungs, epoch = [], self.grace_period
+        while epoch < self.recipe.epochs:
+            rungs.append(epoch)
+            epoch *= self.reduction_factor
+        return rungs
+
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
         data["space"] = space_to_dict(self.space)

@@ -33,16 +33,9 @@ PROGRESS = "progress.json"
 CHECKPOINT_SECONDS = 30.0
 
 
-def asha_milestones(settings: SearchSettings, epochs: int) -> set[int]:
-    """The epochs after which ASHA may stop a trial (its rungs) and the last one.
-
-    Ray's ASHA puts rungs at grace_period · reduction_factor^k below max_t.
-    """
-    milestones, epoch = {epochs}, settings.grace_period
-    while epoch < epochs:
-        milestones.add(epoch)
-        epoch *= settings.reduction_factor
-    return milestones
+def asha_milestones(settings: SearchSettings) -> set[int]:
+    """The epochs after which ASHA may stop a trial (its rungs) and the last one."""
+    return {*settings.rungs, settings.recipe.epochs}
 
 
 def trial_key(graph: nx.DiGraph, recipe: Recipe, settings: SearchSettings) -> str:
@@ -136,7 +129,7 @@ def _train(
         reporter.reported :
     ]:  # written by a trial killed before reporting
         reporter.report(metrics.row(), trained_here=False)
-    milestones = asha_milestones(settings, recipe.epochs)
+    milestones = asha_milestones(settings)
     saved_at = time.monotonic()
     for metrics in trainer.train_epochs():
         save = metrics.epoch in milestones or time.monotonic() - saved_at >= CHECKPOINT_SECONDS

@@ -6,6 +6,7 @@ Each search runs the CLI in a subprocess, as a user does; Ray starts and stops w
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import shutil
@@ -146,6 +147,56 @@ def test_leaderboard_has_one_row_per_trial(tiny_search) -> None:
     assert board.iloc[0]["acc_node0"] == complete["acc_node0"].max()
 
 
+def test_the_export_measures_how_well_each_rung_predicted_the_last_epoch(tiny_search) -> None:
+    run_dir, result = tiny_search
+    rungs = pd.read_csv(run_dir / "export/rungs.csv")
+    assert rungs["epoch"].tolist() == [1, 2, 4]  # grace period 1, reduction factor 2, 6 epochs
+    board = pd.read_csv(run_dir / "export/leaderboard.csv")
+    board = board[board["status"] != "error"]
+    # one curve per distinct graph, from each trial's reported epochs
+    curves = {}
+    for row in board.itertuples():
+        lines = (run_dir / f"trial_{row.trial}/result.json").read_text().splitlines()
+        curves[row.key] = {r["epoch"]: r["acc_node0"] for r in map(json.loads, lines)}
+    finished = {key: c for key, c in curves.items() if EPOCHS in c}
+    for rung in rungs.itertuples():
+        assert rung.reached == sum(rung.epoch in c for c in curves.values())
+        assert rung.graphs == len(finished)
+        if len(finished) >= 3 and not math.isnan(rung.spearman):
+            early = pd.Series({k: c[rung.epoch] for k, c in finished.items()})
+            final = pd.Series({k: c[EPOCHS] for k, c in finished.items()})
+            assert rung.spearman == pytest.approx(early.rank().corr(final.rank()))
+            assert rung.regret == pytest.approx(final.max() - final[early == early.max()].mean())
+    measured = rungs.dropna(subset=["spearman"])
+    line = [text for text in result.stdout.splitlines() if text.startswith("early rungs")]
+    if measured.empty:
+        assert not line, result.stdout
+    else:
+        assert line == [
+            f"early rungs against epoch {EPOCHS} ({len(finished)} graphs reached it, ASHA's "
+            f"survivors of {len(curves)}): Spearman ρ at epoch "
+            + ", ".join(f"{r.epoch}: {r.spearman:+.2f}" for r in measured.itertuples())
+            + f" ({run_dir / 'export/rungs.csv'})"
+        ], result.stdout
+
+
+def test_a_search_that_stops_nothing_measures_its_rungs_over_every_graph(tmp_path: Path) -> None:
+    command = search_command(
+        tmp_path, TINY_SPACE, "--samples", "6", "--sampler", "random", "--grace-period", "6"
+    )
+    result = run_cli(command, tmp_path)
+    run_dir = tmp_path / "results/run"
+    assert set(trial_table(run_dir)["status"]) == {"complete"}
+    rungs = pd.read_csv(run_dir / "export/rungs.csv")
+    # no ASHA rung below the last epoch: measured where grace period 1 would put them
+    assert rungs["epoch"].tolist() == [1, 2, 4]
+    distinct = trial_table(run_dir)["key"].nunique()
+    assert rungs["reached"].tolist() == rungs["graphs"].tolist() == [distinct] * 3
+    measured = rungs.dropna(subset=["spearman"])
+    assert distinct >= 3 and not measured.empty, rungs
+    assert f"early rungs against epoch {EPOCHS} ({distinct} graphs reached it): " in result.stdout
+
+
 def test_exported_graphs_load_in_networkx_and_train(tiny_search, tmp_path: Path) -> None:
     run_dir, _ = tiny_search
     exported = sorted((run_dir / "export").glob("rank*.json"))
@@ -205,7 +256,10 @@ def test_an_export_replaces_an_earlier_exports_rank_files(tiny_search, tmp_path:
     _, written = export_run(run_dir, 2, out)
     expected = {p.name for p in written} | {p.with_suffix(".png").name for p in written}
     assert len(expected) == 4
-    assert {p.name for p in out.iterdir()} == expected | set(kept) | {"leaderboard.csv"}
+    assert {p.name for p in out.iterdir()} == expected | set(kept) | {
+        "leaderboard.csv",
+        "rungs.csv",
+    }
 
 
 def test_the_reeval_command_retrains_the_best_graph_against_the_baselines(

@@ -1,0 +1,121 @@
+"""How well a graph's accuracy at an early ASHA rung predicts its accuracy at the last epoch.
+
+ASHA ranks graphs after a few epochs, when the linear gates' weights are still near 0 and only
+the schedule's high learning rate has run, so its early rungs may rank graphs differently than
+the full budget does. The search's own curves measure by how much: for each rung, the rank
+correlation (Spearman's ρ) between node 0's validation accuracy there and at the last epoch,
+over the graphs that reached the last epoch, and the accuracy lost by keeping that rung's best.
+
+Those graphs are ASHA's survivors, the best at every earlier rung, which narrows the range and
+understates ρ; a search with ``--grace-period`` equal to the epochs stops none and measures it
+over every graph.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from dcl_search.search._results import STATUS_ERROR, trial_table
+from dcl_search.search._settings import SearchSettings
+
+RUNGS_FILE = "rungs.csv"
+# fewer graphs than this give a rank correlation that says nothing
+MIN_GRAPHS = 3
+
+
+def _epoch_accuracies(trial_dir: Path) -> dict[int, float]:
+    """Node 0's validation accuracy by epoch, from every result the trial reported (a restored
+    trial reports some epochs twice, with the same values: resume is exact)."""
+    path = trial_dir / "result.json"
+    if not path.exists():
+        return {}
+    accuracies = {}
+    for line in path.read_text().splitlines():
+        if line.strip():
+            result = json.loads(line)
+            if "epoch" in result and "acc_node0" in result:
+                accuracies[int(result["epoch"])] = float(result["acc_node0"])
+    return accuracies
+
+
+def accuracy_curves(run_dir: str | Path, table: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Node 0's validation accuracy per epoch (columns 1, 2, …), one row per distinct graph
+    (index: its canonical key), merged from every trial that trained or replayed it.
+
+    ``table`` is the search's :func:`trial_table`, if already at hand.
+    """
+    run_dir = Path(run_dir)
+    table = trial_table(run_dir) if table is None else table
+    curves: dict[str, dict[int, float]] = {}
+    for row in table[(table["status"] != STATUS_ERROR) & (table["key"] != "")].itertuples():
+        curves.setdefault(row.key, {}).update(_epoch_accuracies(run_dir / f"trial_{row.trial}"))
+    frame = pd.DataFrame.from_dict(curves, orient="index")
+    return frame.reindex(columns=sorted(frame.columns))
+
+
+def rung_fidelity(curves: pd.DataFrame, rungs: list[int], last: int) -> pd.DataFrame:
+    """Per rung: the graphs that reached it, those of them that reached ``last``, Spearman's ρ
+    between the latter's
+    accuracies at the rung and at ``last`` (NaN below :data:`MIN_GRAPHS` graphs or when either
+    side has no spread), and the regret of the rung's choice: the best final accuracy minus the
+    final accuracy of the rung's best graph (the mean over graphs tied there), both in [0, 1]."""
+    rows = []
+    for rung in rungs:
+        both = (
+            curves[[rung, last]].dropna()
+            if {rung, last} <= set(curves.columns)
+            else pd.DataFrame(columns=[rung, last])
+        )
+        early, final = both[rung], both[last]
+        rho, regret = float("nan"), float("nan")
+        if len(both) >= MIN_GRAPHS:
+            # Spearman's ρ is Pearson's r of the ranks; average ranks for ties
+            rho = float(early.rank().corr(final.rank()))
+        if len(both):
+            regret = float(final.max() - final[early == early.max()].mean())
+        reached = int(curves[rung].notna().sum()) if rung in curves.columns else 0
+        rows.append(
+            {
+                "epoch": rung,
+                "reached": reached,
+                "graphs": len(both),
+                "spearman": rho,
+                "regret": regret,
+            }
+        )
+    return pd.DataFrame(rows, columns=["epoch", "reached", "graphs", "spearman", "regret"])
+
+
+def fidelity_epochs(settings: SearchSettings) -> list[int]:
+    """The search's ASHA rungs, and the epochs reduction_factor^k below the last, where ASHA
+    puts its rungs with a grace period of 1: a search that stops nothing still measures them."""
+    epochs, epoch = set(settings.rungs), 1
+    while epoch < settings.recipe.epochs:
+        epochs.add(epoch)
+        epoch *= settings.reduction_factor
+    return sorted(epochs)
+
+
+def search_rung_fidelity(run_dir: str | Path, table: pd.DataFrame | None = None) -> pd.DataFrame:
+    """:func:`rung_fidelity` of a search folder at its :func:`fidelity_epochs`."""
+    settings = SearchSettings.load(run_dir)
+    curves = accuracy_curves(run_dir, table)
+    return rung_fidelity(curves, fidelity_epochs(settings), settings.recipe.epochs)
+
+
+def describe_fidelity(fidelity: pd.DataFrame, last: int) -> str | None:
+    """One line for the search's summary, or None when too few graphs reached ``last``."""
+    usable = fidelity.dropna(subset=["spearman"])
+    if usable.empty:
+        return None
+    graphs, started = int(usable["graphs"].max()), int(fidelity["reached"].max())
+    # graphs ASHA stopped have no last epoch: the rest were the best at every earlier rung
+    survivors = f", ASHA's survivors of {started}" if started > graphs else ""
+    parts = ", ".join(f"{row.epoch}: {row.spearman:+.2f}" for row in usable.itertuples())
+    return (
+        f"early rungs against epoch {last} ({graphs} graphs reached it{survivors}): "
+        f"Spearman ρ at epoch {parts}"
+    )
