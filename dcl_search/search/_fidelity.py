@@ -18,12 +18,13 @@ from pathlib import Path
 
 import pandas as pd
 
+from dcl_search._words import counted
 from dcl_search.search._results import STATUS_ERROR, trial_table
 from dcl_search.search._settings import SearchSettings
 
 RUNGS_FILE = "rungs.csv"
-# fewer graphs than this give a rank correlation that says nothing
-MIN_GRAPHS = 3
+# with fewer graphs a rank correlation takes a handful of values and says next to nothing
+MIN_GRAPHS = 5
 
 
 def _epoch_accuracies(trial_dir: Path) -> dict[int, float]:
@@ -107,14 +108,23 @@ def search_rung_fidelity(run_dir: str | Path, table: pd.DataFrame | None = None)
 
 
 def describe_fidelity(fidelity: pd.DataFrame, last: int) -> str | None:
-    """One line for the search's summary, or None when too few graphs reached ``last``."""
-    usable = fidelity.dropna(subset=["spearman"])
-    if usable.empty:
+    """One line for the search's summary (None when it has no rung below ``last``); ``-`` marks
+    an epoch where every graph had the same accuracy."""
+    if fidelity.empty:
         return None
-    graphs, started = int(usable["graphs"].max()), int(fidelity["reached"].max())
+    graphs, started = int(fidelity["graphs"].max()), int(fidelity["reached"].max())
+    if graphs < MIN_GRAPHS:
+        return (
+            f"early rungs against epoch {last}: {counted(graphs, 'graph')} reached it, "
+            f"{MIN_GRAPHS} needed to measure how well the rungs predict it (a search with "
+            f"--grace-period {last} trains every graph to the end)"
+        )
     # graphs ASHA stopped have no last epoch: the rest were the best at every earlier rung
     survivors = f", ASHA's survivors of {started}" if started > graphs else ""
-    parts = ", ".join(f"{row.epoch}: {row.spearman:+.2f}" for row in usable.itertuples())
+    parts = ", ".join(
+        f"{row.epoch}: " + ("-" if pd.isna(row.spearman) else f"{row.spearman:+.2f}")
+        for row in fidelity.itertuples()
+    )
     return (
         f"early rungs against epoch {last} ({graphs} graphs reached it{survivors}): "
         f"Spearman ρ at epoch {parts}"
