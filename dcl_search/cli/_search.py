@@ -213,10 +213,10 @@ def report_search(run_dir: Path, top: int, seconds: float | None = None) -> None
         ).to_string(index=False, float_format="%.2f")
     )
     print(f"exported {counted(len(graphs), 'graph')} (JSON + PNG) and {leaderboard}")
-    fidelity = pd.read_csv(leaderboard.parent / RUNGS_FILE)
-    line = describe_fidelity(fidelity, SearchSettings.load(run_dir).recipe.epochs)
+    rungs = leaderboard.parent / RUNGS_FILE
+    line = describe_fidelity(pd.read_csv(rungs), SearchSettings.load(run_dir).recipe.epochs, rungs)
     if line:
-        print(f"{line} ({leaderboard.parent / RUNGS_FILE})")
+        print(line)
 
 
 # options that --resume takes as given; every other one is a setting stored in search.json

@@ -107,17 +107,18 @@ def search_rung_fidelity(run_dir: str | Path, table: pd.DataFrame | None = None)
     return rung_fidelity(curves, fidelity_epochs(settings), settings.recipe.epochs)
 
 
-def describe_fidelity(fidelity: pd.DataFrame, last: int) -> str | None:
-    """One line for the search's summary (None when it has no rung below ``last``); ``-`` marks
-    an epoch where every graph had the same accuracy."""
+def describe_fidelity(fidelity: pd.DataFrame, last: int, where: Path | None = None) -> str | None:
+    """One line for the search's summary (None when it has no rung below ``last``), naming the
+    file ``where`` the measurement is kept; ``-`` marks an epoch where every graph had the
+    same accuracy."""
     if fidelity.empty:
         return None
     graphs, started = int(fidelity["graphs"].max()), int(fidelity["reached"].max())
     if graphs < MIN_GRAPHS:
         return (
             f"early rungs against epoch {last}: {counted(graphs, 'graph')} reached it, "
-            f"{MIN_GRAPHS} needed to measure how well the rungs predict it (a search with "
-            f"--grace-period {last} trains every graph to the end)"
+            f"{MIN_GRAPHS} are needed to measure how well the rungs predict it; a search with "
+            f"--grace-period {last} trains every graph to the end"
         )
     # graphs ASHA stopped have no last epoch: the rest were the best at every earlier rung
     survivors = f", ASHA's survivors of {started}" if started > graphs else ""
@@ -127,5 +128,5 @@ def describe_fidelity(fidelity: pd.DataFrame, last: int) -> str | None:
     )
     return (
         f"early rungs against epoch {last} ({graphs} graphs reached it{survivors}): "
-        f"Spearman ρ at epoch {parts}"
+        f"Spearman ρ at epoch {parts}" + (f"; per epoch in {where}" if where else "")
     )

@@ -169,7 +169,7 @@ def test_the_export_measures_how_well_each_rung_predicted_the_last_epoch(tiny_se
             assert rung.spearman == pytest.approx(early.rank().corr(final.rank()))
             assert rung.regret == pytest.approx(final.max() - final[early == early.max()].mean())
     line = [text for text in result.stdout.splitlines() if text.startswith("early rungs")]
-    assert line == [f"{describe_fidelity(rungs, EPOCHS)} ({run_dir / 'export/rungs.csv'})"]
+    assert line == [describe_fidelity(rungs, EPOCHS, run_dir / "export/rungs.csv")]
 
 
 def test_a_search_that_stops_nothing_measures_its_rungs_over_every_graph(tmp_path: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -50,9 +51,10 @@ def test_too_few_graphs_or_no_spread_give_no_correlation() -> None:
     assert table["graphs"].tolist() == [4] and math.isnan(table["spearman"][0])
     assert table["regret"][0] == pytest.approx(0.0)
     assert describe_fidelity(table, last=2) == (
-        "early rungs against epoch 2: 4 graphs reached it, 5 needed to measure how well the "
-        "rungs predict it (a search with --grace-period 2 trains every graph to the end)"
+        "early rungs against epoch 2: 4 graphs reached it, 5 are needed to measure how well the "
+        "rungs predict it; a search with --grace-period 2 trains every graph to the end"
     )
+    assert describe_fidelity(table, last=2, where=Path("r/export/rungs.csv")).endswith("the end")
     flat = _curves({key: [0.5, 0.1 * i, 0.3 * i] for i, key in enumerate("abcde", 1)})
     table = rung_fidelity(flat, [1, 2], last=3)
     assert math.isnan(table["spearman"][0]) and table["spearman"][1] == pytest.approx(1.0)
@@ -79,6 +81,8 @@ def test_the_summary_line_names_the_survivors_only_when_asha_stopped_some() -> N
     )
     line = describe_fidelity(rung_fidelity(_curves(rows), [1], last=2), last=2)
     assert line == "early rungs against epoch 2 (5 graphs reached it): Spearman ρ at epoch 1: -1.00"
+    line = describe_fidelity(rung_fidelity(_curves(rows), [1], 2), 2, Path("r/export/rungs.csv"))
+    assert line.endswith("epoch 1: -1.00; per epoch in r/export/rungs.csv")
 
 
 @pytest.mark.parametrize(
