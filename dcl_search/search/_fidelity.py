@@ -35,10 +35,12 @@ def _epoch_accuracies(trial_dir: Path) -> dict[int, float]:
         return {}
     accuracies = {}
     for line in path.read_text().splitlines():
-        if line.strip():
+        try:
             result = json.loads(line)
-            if "epoch" in result and "acc_node0" in result:
-                accuracies[int(result["epoch"])] = float(result["acc_node0"])
+        except json.JSONDecodeError:  # empty, or the line Tune is writing while we read
+            continue
+        if "epoch" in result and "acc_node0" in result:
+            accuracies[int(result["epoch"])] = float(result["acc_node0"])
     return accuracies
 
 

@@ -25,8 +25,12 @@ def _last_result(trial_dir: Path) -> dict:
     path = trial_dir / "result.json"
     if not path.exists():
         return {}
-    lines = [line for line in path.read_text().splitlines() if line.strip()]
-    return json.loads(lines[-1]) if lines else {}
+    for line in reversed(path.read_text().splitlines()):
+        try:
+            return json.loads(line)
+        except json.JSONDecodeError:  # empty, or the line Tune is writing while we read
+            continue
+    return {}
 
 
 def _options_tag(graph: nx.DiGraph, node: int) -> str:

@@ -172,6 +172,25 @@ def test_the_export_measures_how_well_each_rung_predicted_the_last_epoch(tiny_se
     assert line == [describe_fidelity(rungs, EPOCHS, run_dir / "export/rungs.csv")]
 
 
+def test_an_export_while_tune_writes_a_result_line_skips_the_torn_line(
+    tiny_search, tmp_path: Path
+) -> None:
+    run_dir = tmp_path / "run"
+    shutil.copytree(tiny_search[0], run_dir)
+    before = trial_table(run_dir)
+    (run_dir / "ended_trials.jsonl").unlink()  # the table then reads the trials' result.json
+    for path in run_dir.glob("trial_*/result.json"):
+        with path.open("a") as file:
+            file.write('{"epoch": 99, "acc_no')
+    after = trial_table(run_dir)
+    assert after["epochs"].tolist() == before["epochs"].tolist()
+    assert after["acc_node0"].tolist() == before["acc_node0"].tolist()
+    export_run(run_dir, top=2)
+    assert (run_dir / "export/rungs.csv").read_text() == (
+        tiny_search[0] / "export/rungs.csv"
+    ).read_text()
+
+
 def test_a_search_that_stops_nothing_measures_its_rungs_over_every_graph(tmp_path: Path) -> None:
     command = search_command(
         tmp_path, TINY_SPACE, "--samples", "12", "--sampler", "random", "--grace-period", "6"
