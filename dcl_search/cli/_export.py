@@ -20,10 +20,13 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from dcl_search.search import export_run
-    from dcl_search.search._fidelity import RUNGS_FILE
+    from dcl_search.search._fidelity import RUNGS_FILE, summarize_rungs_file
 
     leaderboard, graphs = export_run(Path(args.run), args.top, args.out)
     print(f"wrote {leaderboard} and {RUNGS_FILE}")
     for path in graphs:
         print(f"wrote {path} and {path.with_suffix('.png').name}")
+    line = summarize_rungs_file(args.run, leaderboard.parent / RUNGS_FILE)
+    if line:
+        print(line)
     return 0

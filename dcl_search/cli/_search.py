@@ -180,10 +180,8 @@ def _settings(args: argparse.Namespace) -> SearchSettings:
 
 
 def report_search(run_dir: Path, top: int, seconds: float | None = None) -> None:
-    import pandas as pd
-
-    from dcl_search.search import SearchSettings, export_run, ranked, trial_table
-    from dcl_search.search._fidelity import RUNGS_FILE, describe_fidelity
+    from dcl_search.search import export_run, ranked, trial_table
+    from dcl_search.search._fidelity import RUNGS_FILE, summarize_rungs_file
     from dcl_search.search._results import (
         STATUS_COMPLETE,
         STATUS_ERROR,
@@ -213,8 +211,7 @@ def report_search(run_dir: Path, top: int, seconds: float | None = None) -> None
         ).to_string(index=False, float_format="%.2f")
     )
     print(f"exported {counted(len(graphs), 'graph')} (JSON + PNG) and {leaderboard}")
-    rungs = leaderboard.parent / RUNGS_FILE
-    line = describe_fidelity(pd.read_csv(rungs), SearchSettings.load(run_dir).recipe.epochs, rungs)
+    line = summarize_rungs_file(run_dir, leaderboard.parent / RUNGS_FILE)
     if line:
         print(line)
 

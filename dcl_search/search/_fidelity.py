@@ -132,3 +132,9 @@ def describe_fidelity(fidelity: pd.DataFrame, last: int, where: Path | None = No
         f"early rungs against epoch {last} ({graphs} graphs reached it{survivors}): "
         f"Spearman ρ at epoch {parts}" + (f"; per epoch in {where}" if where else "")
     )
+
+
+def summarize_rungs_file(run_dir: str | Path, rungs_file: Path) -> str | None:
+    """:func:`describe_fidelity` of an exported ``rungs.csv`` of the search in ``run_dir``."""
+    last = SearchSettings.load(run_dir).recipe.epochs
+    return describe_fidelity(pd.read_csv(rungs_file), last, rungs_file)

@@ -250,6 +250,9 @@ def test_the_export_command_writes_what_the_search_exported(tiny_search, tmp_pat
     searched = sorted(p.name for p in (run_dir / "export").glob("rank*"))
     assert len(ours) == 4 and ours == searched[:4]  # rank1, rank2: JSON + PNG each
     assert f"wrote {out / 'leaderboard.csv'}" in result.stdout
+    rungs = pd.read_csv(out / "rungs.csv")
+    pd.testing.assert_frame_equal(rungs, pd.read_csv(run_dir / "export/rungs.csv"))
+    assert result.stdout.splitlines()[-1] == describe_fidelity(rungs, EPOCHS, out / "rungs.csv")
 
 
 def test_an_export_replaces_an_earlier_exports_rank_files(tiny_search, tmp_path: Path) -> None:
