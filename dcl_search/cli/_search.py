@@ -92,7 +92,9 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         "--grace-period",
         type=at_least(1),
         default=1,
-        help="ASHA's minimum epochs before a trial may be stopped (default 1)",
+        help="ASHA's minimum epochs before a trial may be stopped (default 1; the recipe's epochs "
+        "stop none: export/rungs.csv then measures over every graph how well early epochs "
+        "predict the last)",
     )
     parser.add_argument(
         "--reduction-factor",
