@@ -13,6 +13,7 @@ over every graph.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -60,18 +61,15 @@ def accuracy_curves(run_dir: str | Path, table: pd.DataFrame | None = None) -> p
 
 
 def rung_fidelity(curves: pd.DataFrame, rungs: list[int], last: int) -> pd.DataFrame:
-    """Per rung: the graphs that reached it, those of them that reached ``last``, Spearman's ρ
-    between the latter's
-    accuracies at the rung and at ``last`` (NaN below :data:`MIN_GRAPHS` graphs or when either
-    side has no spread), and the regret of the rung's choice: the best final accuracy minus the
-    final accuracy of the rung's best graph (the mean over graphs tied there), both in [0, 1]."""
+    """Per rung: the graphs that reached it; those of them that reached ``last``; Spearman's ρ
+    between the latter's accuracies at the rung and at ``last`` (NaN below :data:`MIN_GRAPHS`
+    graphs or when either side has no spread); and the regret of the rung's choice, the best
+    final accuracy minus the final accuracy of the rung's best graph (the mean over graphs tied
+    there), a fraction like the accuracies."""
     rows = []
     for rung in rungs:
-        both = (
-            curves[[rung, last]].dropna()
-            if {rung, last} <= set(curves.columns)
-            else pd.DataFrame(columns=[rung, last])
-        )
+        pair = curves.reindex(columns=[rung, last])  # a column no graph reached is all NaN
+        both = pair.dropna()
         early, final = both[rung], both[last]
         rho, regret = float("nan"), float("nan")
         if len(both) >= MIN_GRAPHS:
@@ -79,7 +77,7 @@ def rung_fidelity(curves: pd.DataFrame, rungs: list[int], last: int) -> pd.DataF
             rho = float(early.rank().corr(final.rank()))
         if len(both):
             regret = float(final.max() - final[early == early.max()].mean())
-        reached = int(curves[rung].notna().sum()) if rung in curves.columns else 0
+        reached = int(pair[rung].notna().sum())
         rows.append(
             {
                 "epoch": rung,
@@ -93,13 +91,9 @@ def rung_fidelity(curves: pd.DataFrame, rungs: list[int], last: int) -> pd.DataF
 
 
 def fidelity_epochs(settings: SearchSettings) -> list[int]:
-    """The search's ASHA rungs, and the epochs reduction_factor^k below the last, where ASHA
-    puts its rungs with a grace period of 1: a search that stops nothing still measures them."""
-    epochs, epoch = set(settings.rungs), 1
-    while epoch < settings.recipe.epochs:
-        epochs.add(epoch)
-        epoch *= settings.reduction_factor
-    return sorted(epochs)
+    """The search's ASHA rungs, and those of a grace period of 1 (the powers of the reduction
+    factor): a search that stops nothing still measures them."""
+    return sorted({*settings.rungs, *dataclasses.replace(settings, grace_period=1).rungs})
 
 
 def search_rung_fidelity(run_dir: str | Path, table: pd.DataFrame | None = None) -> pd.DataFrame:
