@@ -9,6 +9,7 @@ import os
 import sys
 
 from dcl_search._errors import DCLSearchError
+from dcl_search._words import counted
 
 
 def quiet_ray_environment() -> None:
@@ -41,6 +42,7 @@ def init_ray(address: str | None, *, cpus_per_task: float, gpus_per_task: float,
             # "local" starts a new instance: never join a leftover cluster by accident
             ray.init(address="local", num_cpus=os.cpu_count(), **common)
     _check_fits(cpus_per_task, gpus_per_task, noun, address)
+    _warn_unused_gpus(gpus_per_task, noun)
 
 
 def _check_fits(cpus: float, gpus: float, noun: str, address: str | None) -> None:
@@ -62,6 +64,22 @@ def _check_fits(cpus: float, gpus: float, noun: str, address: str | None) -> Non
     if address is None:
         raise DCLSearchError(message)
     print(f"dcl-search: warning: {message}; waiting for the cluster to grow", file=sys.stderr)
+
+
+def _warn_unused_gpus(gpus: float, noun: str) -> None:
+    """CPU-only tasks on a cluster with GPUs are nearly always a forgotten option, and training
+    on the CPU there takes many times as long: said once, before the work starts."""
+    import ray
+
+    total = ray.cluster_resources().get("GPU", 0)
+    if gpus == 0 and total > 0:
+        print(
+            f"dcl-search: warning: the Ray cluster has {counted(int(total), 'GPU')}, but "
+            f"--gpus-per-{noun} is 0: "
+            f"every {noun} trains on the CPU; pass --gpus-per-{noun} 1 for one {noun} per GPU, "
+            "or a fraction such as 0.25 to run four on each",
+            file=sys.stderr,
+        )
 
 
 def stop_ray() -> None:

@@ -1,0 +1,51 @@
+"""Starting Ray for a search or a re-evaluation: checks against the cluster's real resources."""
+
+from __future__ import annotations
+
+import pytest
+import ray
+
+from dcl_search._ray import init_ray
+
+WARNING = (
+    "dcl-search: warning: the Ray cluster has 2 GPUs, but --gpus-per-{noun} is 0: every {noun} "
+    "trains on the CPU; pass --gpus-per-{noun} 1 for one {noun} per GPU, or a fraction such as "
+    "0.25 to run four on each\n"
+)
+
+
+def _start_ray(monkeypatch: pytest.MonkeyPatch, gpus: int) -> None:
+    """A real local Ray declaring ``gpus`` GPUs (Ray schedules by the declared count; nothing
+    here touches CUDA); init_ray joins it instead of starting its own."""
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")  # else Ray writes a token into $HOME
+    ray.init(num_cpus=1, num_gpus=gpus, include_dashboard=False, log_to_driver=False)
+
+
+@pytest.fixture
+def ray_with_two_gpus(monkeypatch):
+    _start_ray(monkeypatch, gpus=2)
+    try:
+        yield
+    finally:
+        ray.shutdown()
+
+
+@pytest.mark.parametrize("noun", ["trial", "run"])
+def test_cpu_only_tasks_on_a_cluster_with_gpus_get_a_warning(ray_with_two_gpus, noun, capsys):
+    init_ray(None, cpus_per_task=1, gpus_per_task=0, noun=noun)
+    assert capsys.readouterr().err == WARNING.format(noun=noun)
+
+
+@pytest.mark.parametrize("gpus", [1, 0.25])
+def test_tasks_that_use_the_gpus_get_none(ray_with_two_gpus, gpus, capsys):
+    init_ray(None, cpus_per_task=1, gpus_per_task=gpus, noun="trial")
+    assert capsys.readouterr().err == ""
+
+
+def test_a_cluster_without_gpus_gives_no_warning(monkeypatch, capsys):
+    _start_ray(monkeypatch, gpus=0)
+    try:
+        init_ray(None, cpus_per_task=1, gpus_per_task=0, noun="trial")
+    finally:
+        ray.shutdown()
+    assert capsys.readouterr().err == ""
