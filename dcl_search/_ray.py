@@ -66,13 +66,18 @@ def _check_fits(cpus: float, gpus: float, noun: str, address: str | None) -> Non
     print(f"dcl-search: warning: {message}; waiting for the cluster to grow", file=sys.stderr)
 
 
+_unused_gpus_told = False  # once per process: search --reeval-top runs its re-training too
+
+
 def _warn_unused_gpus(gpus: float, noun: str) -> None:
     """CPU-only tasks on a cluster with GPUs are nearly always a forgotten option, and training
     on the CPU there takes many times as long: said once, before the work starts."""
+    global _unused_gpus_told
     import ray
 
     total = ray.cluster_resources().get("GPU", 0)
-    if gpus == 0 and total > 0:
+    if gpus == 0 and total > 0 and not _unused_gpus_told:
+        _unused_gpus_told = True
         print(
             f"dcl-search: warning: the Ray cluster has {counted(int(total), 'GPU')}, but "
             f"--gpus-per-{noun} is 0: "

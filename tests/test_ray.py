@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import ray
 
+import dcl_search._ray
 from dcl_search._ray import init_ray
 
 WARNING = (
@@ -23,6 +24,7 @@ def _start_ray(monkeypatch: pytest.MonkeyPatch, gpus: int) -> None:
 
 @pytest.fixture
 def ray_with_two_gpus(monkeypatch):
+    monkeypatch.setattr(dcl_search._ray, "_unused_gpus_told", False)  # a new command's process
     _start_ray(monkeypatch, gpus=2)
     try:
         yield
@@ -34,6 +36,12 @@ def ray_with_two_gpus(monkeypatch):
 def test_cpu_only_tasks_on_a_cluster_with_gpus_get_a_warning(ray_with_two_gpus, noun, capsys):
     init_ray(None, cpus_per_task=1, gpus_per_task=0, noun=noun)
     assert capsys.readouterr().err == WARNING.format(noun=noun)
+
+
+def test_search_then_its_reeval_in_one_process_warn_once(ray_with_two_gpus, capsys):
+    init_ray(None, cpus_per_task=1, gpus_per_task=0, noun="trial")
+    init_ray(None, cpus_per_task=1, gpus_per_task=0, noun="run")  # search --reeval-top
+    assert capsys.readouterr().err == WARNING.format(noun="trial")
 
 
 @pytest.mark.parametrize("gpus", [1, 0.25])
