@@ -14,35 +14,17 @@ over every graph.
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 
 import pandas as pd
 
 from dcl_search._words import counted
-from dcl_search.search._results import STATUS_ERROR, trial_table
+from dcl_search.search._results import trial_results, trial_table, with_graph
 from dcl_search.search._settings import SearchSettings
 
 RUNGS_FILE = "rungs.csv"
 # with fewer graphs a rank correlation takes a handful of values and says next to nothing
 MIN_GRAPHS = 5
-
-
-def _epoch_accuracies(trial_dir: Path) -> dict[int, float]:
-    """Node 0's validation accuracy by epoch, from every result the trial reported (a restored
-    trial reports some epochs twice, with the same values: resume is exact)."""
-    path = trial_dir / "result.json"
-    if not path.exists():
-        return {}
-    accuracies = {}
-    for line in path.read_text().splitlines():
-        try:
-            result = json.loads(line)
-        except json.JSONDecodeError:  # empty, or the line Tune is writing while we read
-            continue
-        if "epoch" in result and "acc_node0" in result:
-            accuracies[int(result["epoch"])] = float(result["acc_node0"])
-    return accuracies
 
 
 def accuracy_curves(run_dir: str | Path, table: pd.DataFrame | None = None) -> pd.DataFrame:
@@ -54,8 +36,13 @@ def accuracy_curves(run_dir: str | Path, table: pd.DataFrame | None = None) -> p
     run_dir = Path(run_dir)
     table = trial_table(run_dir) if table is None else table
     curves: dict[str, dict[int, float]] = {}
-    for row in table[(table["status"] != STATUS_ERROR) & (table["key"] != "")].itertuples():
-        curves.setdefault(row.key, {}).update(_epoch_accuracies(run_dir / f"trial_{row.trial}"))
+    for row in with_graph(table).itertuples():
+        # a restored trial reports some epochs twice, with the same values (resume is exact)
+        curves.setdefault(row.key, {}).update(
+            (int(result["epoch"]), float(result["acc_node0"]))
+            for result in trial_results(run_dir / f"trial_{row.trial}")
+            if "epoch" in result and "acc_node0" in result
+        )
     frame = pd.DataFrame.from_dict(curves, orient="index")
     return frame.reindex(columns=sorted(frame.columns))
 

@@ -21,16 +21,23 @@ STATUS_ERROR = "error"
 STATUS_UNFINISHED = "unfinished"
 
 
-def _last_result(trial_dir: Path) -> dict:
+def trial_results(trial_dir: Path) -> list[dict]:
+    """Every result the trial reported, in order, from Tune's ``result.json``."""
     path = trial_dir / "result.json"
     if not path.exists():
-        return {}
-    for line in reversed(path.read_text().splitlines()):
+        return []
+    results = []
+    for line in path.read_text().splitlines():
         try:
-            return json.loads(line)
+            results.append(json.loads(line))
         except json.JSONDecodeError:  # empty, or the line Tune is writing while we read
             continue
-    return {}
+    return results
+
+
+def with_graph(table: pd.DataFrame) -> pd.DataFrame:
+    """The rows of :func:`trial_table` whose trial trained (or replayed) a stored graph."""
+    return table[(table["status"] != STATUS_ERROR) & (table["key"] != "")]
 
 
 def _options_tag(graph: nx.DiGraph, node: int) -> str:
@@ -68,7 +75,7 @@ def trial_table(run_dir: str | Path) -> pd.DataFrame:
         if known is not None and trial_dir.name.removeprefix("trial_") not in known:
             continue  # started just before a killed driver's last save, then run again as another
         trial_id = trial_dir.name.removeprefix("trial_")
-        result = ended.get(trial_id) or _last_result(trial_dir)
+        result = ended.get(trial_id) or next(reversed(trial_results(trial_dir)), {})
         errored = (trial_dir / "error.txt").exists() or (trial_dir / "error.pkl").exists()
         if not result and not errored:
             # started, then killed with the driver before its first epoch: Tune's saved state never
@@ -133,7 +140,7 @@ def top_graphs(run_dir: str | Path, k: int) -> list[tuple[nx.DiGraph, pd.Series]
     """The ``k`` best distinct graphs (by canonical key), each with its leaderboard row."""
     run_dir = Path(run_dir)
     best = ranked(trial_table(run_dir))
-    best = best[(best["status"] != STATUS_ERROR) & (best["key"] != "")].drop_duplicates("key")
+    best = with_graph(best).drop_duplicates("key")
     return [
         (read_graph(run_dir / "graphs" / row.key / GRAPH), row) for row in best.head(k).itertuples()
     ]
