@@ -19,8 +19,9 @@ from pathlib import Path
 import pandas as pd
 
 from dcl_search._words import counted
-from dcl_search.search._results import trial_results, trial_table, with_graph
+from dcl_search.search._results import trial_table, with_graph
 from dcl_search.search._settings import SearchSettings
+from dcl_search.search._store import GraphStore
 
 RUNGS_FILE = "rungs.csv"
 # with fewer graphs a rank correlation takes a handful of values and says next to nothing
@@ -29,20 +30,19 @@ MIN_GRAPHS = 5
 
 def accuracy_curves(run_dir: str | Path, table: pd.DataFrame | None = None) -> pd.DataFrame:
     """Node 0's validation accuracy per epoch (columns 1, 2, …), one row per distinct graph
-    (index: its canonical key), merged from every trial that trained or replayed it.
+    (index: its canonical key), from the graph store's rows: every trial of a graph adds to
+    them, and they are saved before a trial reports a rung or its last epoch, so a killed driver
+    loses none of an ended trial's epochs (Tune's result.json is only synced now and then).
 
     ``table`` is the search's :func:`trial_table`, if already at hand.
     """
     run_dir = Path(run_dir)
     table = trial_table(run_dir) if table is None else table
-    curves: dict[str, dict[int, float]] = {}
-    for row in with_graph(table).itertuples():
-        # a restored trial reports some epochs twice, with the same values (resume is exact)
-        curves.setdefault(row.key, {}).update(
-            (int(result["epoch"]), float(result["acc_node0"]))
-            for result in trial_results(run_dir / f"trial_{row.trial}")
-            if "epoch" in result and "acc_node0" in result
-        )
+    store = GraphStore(run_dir / "graphs")
+    curves = {
+        key: {int(row["epoch"]): float(row["acc_node0"]) for row in store.rows(key)}
+        for key in with_graph(table)["key"].unique()
+    }
     frame = pd.DataFrame.from_dict(curves, orient="index")
     return frame.reindex(columns=sorted(frame.columns))
 
