@@ -93,7 +93,12 @@ def record_ended(run_dir: str | Path, trial_id: str, result: dict[str, Any]) -> 
 
 
 def ended_results(run_dir: str | Path) -> dict[str, dict[str, Any]]:
-    """Trial id → its last result, for every trial the driver saw end."""
+    """Trial id → its last result, for every trial the driver saw end; of several ends, the one
+    that got furthest (the later on a tie).
+
+    A trial that ended after Tune's last saved state and before a killed driver ends again on
+    ``--resume``, with that state's older result; a failed trial retried on ``--resume`` goes on
+    from where it failed."""
     try:
         lines = (Path(run_dir) / ENDED).read_text(encoding="utf-8").splitlines()
     except FileNotFoundError:
@@ -104,5 +109,7 @@ def ended_results(run_dir: str | Path) -> dict[str, dict[str, Any]]:
             entry = json.loads(line)
         except json.JSONDecodeError:  # the line being written when the driver was killed
             continue
-        ended[entry["trial"]] = entry["result"]
+        trial, result = entry["trial"], entry["result"]
+        if result.get("epoch", 0) >= ended.get(trial, {}).get("epoch", 0):
+            ended[trial] = result
     return ended

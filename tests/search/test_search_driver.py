@@ -28,6 +28,7 @@ from dcl_search.graphs import read_graph
 from dcl_search.search import export_run, trial_table
 from dcl_search.search._fidelity import MIN_GRAPHS, describe_fidelity
 from dcl_search.search._optuna import optuna_storage
+from dcl_search.search._store import ended_results
 
 TINY_SPACE = """\
 nodes: 2
@@ -375,7 +376,13 @@ def test_a_killed_search_resumes_without_losing_or_retraining_trials(tmp_path: P
     ended = _ended_trials(log)
     assert 4 <= len(ended) < 12, log.read_text()[-2000:]
     run_dir = tmp_path / "results/run"
-    before = {t: (run_dir / f"trial_{t}/result.json").read_text() for t in ended}
+    # Tune writes result.json in a staging folder on the driver and copies it into the run
+    # folder now and then: a trial that ended just before the kill may have none there yet.
+    # The driver's ledger of ended trials, written before the progress line, has them all.
+    ledger = ended_results(run_dir)
+    assert set(ended) <= set(ledger)
+    files = {t: run_dir / f"trial_{t}/result.json" for t in ended}
+    before = {t: path.read_text() for t, path in files.items() if path.exists()}
 
     result = run_cli(
         [sys.executable, "-m", "dcl_search", "search", "--resume", str(run_dir)], tmp_path
@@ -385,6 +392,10 @@ def test_a_killed_search_resumes_without_losing_or_retraining_trials(tmp_path: P
     assert set(ended) <= set(table["trial"])
     for trial, text in before.items():  # neither lost nor trained again
         assert (run_dir / f"trial_{trial}/result.json").read_text() == text
+    rows = table.set_index("trial")
+    for trial in ended:  # each keeps the last result it ended with
+        assert rows.loc[trial, "epochs"] == ledger[trial]["epoch"]
+        assert rows.loc[trial, "acc_node0"] == ledger[trial]["acc_node0"]
     study = optuna.load_study(study_name="run", storage=optuna_storage(run_dir))
     assert not [t for t in study.trials if t.state.name == "RUNNING"]
     assert "12 trials" in result.stdout

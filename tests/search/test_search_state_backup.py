@@ -43,3 +43,21 @@ def test_ended_ledger_keeps_last_results_and_survives_a_torn_line(tmp_path: Path
     with open(tmp_path / "ended_trials.jsonl", "a") as handle:
         handle.write('{"trial": "b", "res')
     assert ended_results(tmp_path) == {"a": {"epoch": 3, "acc_node0": 0.5}}
+
+
+def test_a_trial_ended_again_on_resume_keeps_the_end_that_got_furthest(tmp_path: Path) -> None:
+    # "a" ended at its rung (epoch 4) after Tune's last save, which had it at epoch 3: the
+    # resumed search ends it again with that older result
+    record_ended(tmp_path, "a", {"epoch": 4, "acc_node0": 0.8})
+    record_ended(tmp_path, "a", {"epoch": 3, "acc_node0": 0.7})
+    # "b" failed at epoch 2 and, retried on --resume, completed
+    record_ended(tmp_path, "b", {"epoch": 2, "acc_node0": 0.4})
+    record_ended(tmp_path, "b", {"epoch": 6, "acc_node0": 0.9})
+    # "c" failed before its first epoch, twice: the later entry
+    record_ended(tmp_path, "c", {"trial_id": "c", "attempt": 1})
+    record_ended(tmp_path, "c", {"trial_id": "c", "attempt": 2})
+    assert ended_results(tmp_path) == {
+        "a": {"epoch": 4, "acc_node0": 0.8},
+        "b": {"epoch": 6, "acc_node0": 0.9},
+        "c": {"trial_id": "c", "attempt": 2},
+    }
