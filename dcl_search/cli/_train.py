@@ -57,12 +57,13 @@ def run(args: argparse.Namespace) -> int:
     from dcl_search.graphs import graph_hash, resolve_graph
     from dcl_search.training import (
         LabelNoise,
+        autocast_dtype,
         resolve_device,
         resolve_frozen_checkpoints,
         train_run,
     )
 
-    resolve_device(args.device)  # before a frozen teacher's pre-training, not after
+    device = resolve_device(args.device)  # before a frozen teacher's pre-training, not after
     graph = resolve_graph(args.graph)
     recipe, recipe_path = load_recipe_option(args.recipe, args.dataset, args.epochs)
     noise = LabelNoise(args.label_noise, args.label_noise_mode)
@@ -82,7 +83,8 @@ def run(args: argparse.Namespace) -> int:
     print(
         f"training {graph.number_of_nodes()}-node graph {graph_hash(graph)} on {args.dataset} "
         f"({len(data.train)} train / {len(data.val)} val / {len(data.test)} test) with {recipe_path}, "
-        f"{counted(recipe.epochs, 'epoch')}, seed {args.seed}, device {args.device}; writing {out}",
+        f"{counted(recipe.epochs, 'epoch')}, seed {args.seed}, device {args.device} in "
+        f"{'bf16' if autocast_dtype(recipe.precision, device) else 'fp32'}; writing {out}",
         file=sys.stderr,
     )
     if recipe.compile != "off":

@@ -15,7 +15,12 @@ from dcl_search.training._recipe import (
     recipe_from_dict,
 )
 from dcl_search.training._run import RunResult, train_run
-from dcl_search.training._trainer import CollaborativeTrainer, LabelNoise, resolve_device
+from dcl_search.training._trainer import (
+    CollaborativeTrainer,
+    LabelNoise,
+    autocast_dtype,
+    resolve_device,
+)
 
 __all__ = [
     "Accuracy",
@@ -28,6 +33,7 @@ __all__ = [
     "Recipe",
     "RunResult",
     "ScheduleConfig",
+    "autocast_dtype",
     "learning_rate",
     "load_recipe",
     "random_crop_flip",

@@ -133,6 +133,8 @@ def train_run(
         "seed": seed,
         "label_noise": {"fraction": trainer.label_noise.fraction, "mode": trainer.label_noise.mode},
         "device": str(trainer.device),
+        # what the recipe's precision resolved to here (auto depends on the machine)
+        "precision": "bf16" if trainer.autocast_dtype else "fp32",
         "epochs": trainer.epoch,
         "val": val.row(),
         "test": test.row(),

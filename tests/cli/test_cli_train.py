@@ -47,6 +47,7 @@ def test_presets_reach_90_percent_on_digits_within_two_minutes(graph: str, tmp_p
     assert summary["val"]["acc_node0"] >= 0.90
     assert wall <= 120, f"{graph} took {wall:.0f} s"
     assert summary["epochs"] == 30 and summary["dataset"]["name"] == "digits"
+    assert "device cpu in fp32;" in result.stderr and summary["precision"] == "fp32"  # pinned
     metrics = pd.read_csv(tmp_path / "run/metrics.csv")
     nodes = 2 if graph.startswith("dml") else 1
     expected = [
@@ -136,3 +137,15 @@ def test_a_compiled_run_says_so_and_trains(tmp_path: Path) -> None:
     assert "compile: default: the first epoch also compiles the training step" in result.stderr
     summary = json.loads((tmp_path / "run/summary.json").read_text())
     assert summary["epochs"] == 2 and summary["val"]["acc_node0"] > 0.2  # 10 classes: chance 0.1
+
+
+def test_a_run_says_which_precision_it_trains_in(tmp_path: Path) -> None:
+    recipe = (REPO / "trainers/demo.yaml").read_text().replace("precision: fp32", "precision: bf16")
+    (tmp_path / "bf16.yaml").write_text(recipe)
+    result = _train(
+        "independent:mlp", "--recipe", "bf16.yaml", "--epochs", "1", "--out", "run", cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr
+    assert "1 epoch, seed 0, device cpu in bf16; writing run" in result.stderr
+    summary = json.loads((tmp_path / "run/summary.json").read_text())
+    assert summary["precision"] == "bf16" and summary["recipe"]["precision"] == "bf16"

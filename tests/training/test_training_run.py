@@ -128,6 +128,7 @@ def test_summary_records_accuracies_settings_and_environment(digits, finished_ru
     assert summary["val"]["acc_node0"] == result.history[-1].val_acc[0]
     assert recipe_from_dict(summary["recipe"]) == _recipe()
     assert summary["seed"] == 3
+    assert summary["device"] == "cpu" and summary["precision"] == "fp32"
     assert summary["epochs"] == 2
     assert summary["dataset"]["name"] == "digits"
     assert summary["dataset"]["test_size"] == len(digits.test)

@@ -19,7 +19,9 @@ from dcl_search.training import (
     Recipe,
     recipe_from_dict,
     resolve_frozen_checkpoints,
+    train_run,
 )
+from dcl_search.training import _trainer as trainer_module
 
 
 def _recipe(epochs: int = 2, *, batch_size: int = 64, flip: bool = False) -> Recipe:
@@ -572,6 +574,37 @@ def test_fast_paths_compute_the_plain_losses_and_gradients(digits, precision: st
         assert torch.allclose(
             fast, plain, rtol=tolerance, atol=tolerance * max(1.0, plain.abs().max().item())
         )
+
+
+def test_the_bf16_probe_says_what_the_cpu_flags_say() -> None:
+    """``precision: auto`` trusts the probe, so it must agree with the kernel's view of the CPU."""
+    cpuinfo = Path("/proc/cpuinfo")
+    if not cpuinfo.exists():
+        pytest.skip("needs Linux's /proc/cpuinfo")
+    lines = cpuinfo.read_text().splitlines()
+    flags = next(line.split(":", 1)[1].split() for line in lines if line.startswith("flags"))
+    assert trainer_module.cpu_has_bf16_matrix_units() == ("amx_tile" in flags)
+
+
+@pytest.mark.parametrize("amx", [True, False])
+def test_auto_precision_is_bf16_on_cpus_with_bf16_matrix_units(
+    digits, tmp_path, monkeypatch, amx: bool
+) -> None:
+    monkeypatch.setattr(trainer_module, "cpu_has_bf16_matrix_units", lambda: amx)
+    graph = preset_graph("independent:mlp")
+
+    def recipe(precision: str) -> Recipe:
+        return recipe_from_dict({"epochs": 1, "batch_size": 64, "precision": precision})
+
+    def autocast(precision: str) -> torch.dtype | None:
+        return CollaborativeTrainer(graph, digits, recipe(precision)).autocast_dtype
+
+    assert autocast("auto") is (torch.bfloat16 if amx else None)
+    assert autocast("fp32") is None and autocast("bf16") is torch.bfloat16
+    # the run's summary says what auto became on this machine
+    summary = train_run(graph, digits, recipe("auto"), tmp_path / "run").summary
+    assert summary["recipe"]["precision"] == "auto"
+    assert summary["precision"] == ("bf16" if amx else "fp32")
 
 
 def test_multi_tensor_sgd_updates_exactly_as_the_per_parameter_loop(
