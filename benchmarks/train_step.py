@@ -6,7 +6,7 @@
 Synthetic CIFAR-shaped data (32×32×3, 100 classes; no download). Both implementations train
 the same graph with the same batch size, alternating, ``--reps`` times each after a warm-up;
 the ratio is of the medians. Images/s counts every image once, whatever the number of nodes.
-Writes benchmarks/results/<device>-<date>.json.
+Writes benchmarks/results/<device>[-compile-<mode>][-<graph>]-<date>.json.
 """
 
 from __future__ import annotations
@@ -65,12 +65,23 @@ def _sync(device: str) -> None:
 
 class Ours:
     def __init__(
-        self, graph, data: DatasetSplits, batch: int, device: str, compile_mode: str = "off"
+        self,
+        graph,
+        data: DatasetSplits,
+        batch: int,
+        device: str,
+        compile_mode: str = "off",
+        precision: str = "auto",
     ) -> None:
         self.name = "ours" if compile_mode == "off" else "ours_compiled"
+        if precision != "auto":
+            self.name = f"ours_{precision}"
         # the paper's recipe
-        recipe = recipe_from_dict({"epochs": 1000, "batch_size": batch, "compile": compile_mode})
+        recipe = recipe_from_dict(
+            {"epochs": 1000, "batch_size": batch, "compile": compile_mode, "precision": precision}
+        )
         self.trainer = CollaborativeTrainer(graph, data, recipe, device=device)
+        self.precision = "bf16" if self.trainer.autocast_dtype is torch.bfloat16 else "fp32"
 
     def run(self, steps: int) -> int:
         self.trainer.steps_per_epoch = steps
@@ -159,6 +170,12 @@ def main() -> None:
         help="also time ours with the recipe's compile in this torch.compile mode "
         "(ours_compiled; compiled during the warm-up)",
     )
+    parser.add_argument(
+        "--also-fp32",
+        action="store_true",
+        help="also time ours with precision: fp32 (ours_fp32), to see what the recipe's "
+        "precision: auto gains where it picks bf16 (CUDA, AMX CPUs)",
+    )
     parser.add_argument("--out", default=str(Path(__file__).parent / "results"))
     args = parser.parse_args()
     device = args.device
@@ -172,6 +189,8 @@ def main() -> None:
     ]
     if args.compile != "off":
         impls.append(Ours(graph, data, args.batch, device, args.compile))
+    if args.also_fp32:
+        impls.append(Ours(graph, data, args.batch, device, precision="fp32"))
     results = {}
     for impl in impls:  # warm-up: kernels, allocator, DataLoader workers, compilation
         start = time.perf_counter()
@@ -207,6 +226,7 @@ def main() -> None:
         "date": datetime.date.today().isoformat(),
         "graph": spec,
         "compile": args.compile,
+        "ours_precision": impls[0].precision,  # what the recipe's precision: auto chose here
         "batch": args.batch,
         "steps": steps,
         "reps": args.reps,
@@ -217,6 +237,11 @@ def main() -> None:
         "compiled_over_ours": (
             results["ours_compiled"]["median_images_per_s"] / results["ours"]["median_images_per_s"]
             if "ours_compiled" in results
+            else None
+        ),
+        "ours_over_fp32": (
+            results["ours"]["median_images_per_s"] / results["ours_fp32"]["median_images_per_s"]
+            if "ours_fp32" in results
             else None
         ),
         "share_of_bf16_peak": results["ours"]["tflops"] * 1e12 / peak[0] if peak else None,
@@ -231,6 +256,7 @@ def main() -> None:
     print(
         f"\n{name}, torch {torch.__version__}, graph {spec}, batch {args.batch}, {args.reps} reps of {steps} steps"
         + ("" if args.compile == "off" else f", ours compiled ({args.compile})")
+        + f"; ours in {impls[0].precision} (precision: auto)"
     )
     for key, entry in results.items():
         print(
@@ -245,6 +271,8 @@ def main() -> None:
             f"compiled ({args.compile}) / ours: {report['compiled_over_ours']:.2f}x, "
             f"after about {compile_seconds:.0f} s of compiling"
         )
+    if report["ours_over_fp32"] is not None:
+        print(f"ours ({impls[0].precision}) / ours in fp32: {report['ours_over_fp32']:.2f}x")
     print(
         f"ours moves {traffic / 1e6:.1f} MB per image by the op-by-op model: {bandwidth / 1e9:.1f} GB/s"
     )
@@ -258,6 +286,8 @@ def main() -> None:
         )
     print(f"validation (10% of the data) costs {100 * eval_share:.1f}% of a training epoch")
     label = device if args.compile == "off" else f"{device}-compile-{args.compile}"
+    if spec != DEFAULT_GRAPH[device]:  # another graph's run does not replace the default's
+        label += "-" + "".join(c if c.isalnum() else "_" for c in spec)
     write_report(report, Path(args.out) / f"{label}-{report['date']}.json")
 
 
