@@ -24,13 +24,15 @@ from dcl_search.training import (
 from dcl_search.training import _trainer as trainer_module
 
 
-def _recipe(epochs: int = 2, *, batch_size: int = 64, flip: bool = False) -> Recipe:
+def _recipe(
+    epochs: int = 2, *, batch_size: int = 64, flip: bool = False, precision: str = "fp32"
+) -> Recipe:
     return recipe_from_dict(
         {
             "epochs": epochs,
             "batch_size": batch_size,
             "schedule": {"name": "cosine", "milestones": []},
-            "precision": "fp32",
+            "precision": precision,
             "augment": {"crop_padding": 1, "flip": flip},
         }
     )
@@ -92,16 +94,19 @@ def test_same_seed_same_metrics_and_weights_other_seed_differs(digits) -> None:
 
 
 @pytest.mark.parametrize(
-    ("spec", "noise"),
+    ("spec", "noise", "precision"),
     [
-        ("dml:2:tiny_cnn", None),
-        ("dml:2:mlp", LabelNoise(0.3, "epoch")),
-        ("dml:2:mlp", LabelNoise(0.3, "fixed")),
+        ("dml:2:tiny_cnn", None, "fp32"),
+        ("dml:2:tiny_cnn", None, "bf16"),  # auto's choice on CUDA and AMX CPUs
+        ("dml:2:mlp", LabelNoise(0.3, "epoch"), "fp32"),
+        ("dml:2:mlp", LabelNoise(0.3, "fixed"), "fp32"),
     ],
-    ids=["tiny_cnn-clean", "mlp-epoch-noise", "mlp-fixed-noise"],
+    ids=["tiny_cnn-clean", "tiny_cnn-bf16", "mlp-epoch-noise", "mlp-fixed-noise"],
 )
-def test_resume_from_checkpoint_equals_uninterrupted(digits, tmp_path, spec, noise) -> None:
-    graph, recipe = preset_graph(spec), _recipe(3, flip=True)
+def test_resume_from_checkpoint_equals_uninterrupted(
+    digits, tmp_path, spec, noise, precision
+) -> None:
+    graph, recipe = preset_graph(spec), _recipe(3, flip=True, precision=precision)
     straight = CollaborativeTrainer(graph, digits, recipe, seed=5, label_noise=noise)
     _train(straight)
 
