@@ -544,3 +544,50 @@ def test_a_space_mixing_heads_intra_models_and_gates_searches_and_its_winner_tra
         json.loads((tmp_path / "t/graph.json").read_text())["nodes"]
         == json.loads(winner.read_text())["nodes"]
     )
+
+
+MEMORY_PROBE = """\
+import gc, os
+import torch
+from dcl_search.training import _trainer
+
+def _probed(init):
+    def probe(self, *args, **kwargs):
+        gc.collect()
+        objects = gc.get_objects()
+        tensors = sum(1 for o in objects if torch.is_tensor(o))
+        params = sum(o.numel() for o in objects if isinstance(o, torch.nn.Parameter))
+        with open(os.environ["PROBE_LOG"], "a") as log:
+            log.write(f"{os.getpid()} {tensors} {params}\\n")
+        init(self, *args, **kwargs)
+    probe.probed = True
+    return probe
+
+if not getattr(_trainer.CollaborativeTrainer.__init__, "probed", False):
+    _trainer.CollaborativeTrainer.__init__ = _probed(_trainer.CollaborativeTrainer.__init__)
+"""
+
+
+def test_a_reused_worker_frees_each_trials_models_before_the_next(tmp_path: Path) -> None:
+    """Tune reuses one worker for trial after trial; what a trial held (models, optimizer state,
+    its tensors on the device) must be gone when the next starts, or a long search on a GPU runs
+    out of memory. ASHA stops most of these trials inside a report, the path most likely to
+    leave a reference behind (an exception's frames)."""
+    probe, log = tmp_path / "probe.py", tmp_path / "probe.log"
+    probe.write_text(MEMORY_PROBE)
+    command = search_command(
+        tmp_path, TINY_SPACE, "--samples", "5", "--sampler", "random", "--concurrency", "1",
+        "--plugin", str(probe),
+    )  # fmt: skip
+    os.environ["PROBE_LOG"] = str(log)
+    try:
+        run_cli(command, tmp_path)
+    finally:
+        del os.environ["PROBE_LOG"]
+    rows = [tuple(map(int, line.split())) for line in log.read_text().splitlines()]
+    table = trial_table(tmp_path / "results/run")
+    assert (table["status"] == "pruned").sum() >= 1, table  # some trials ended inside a report
+    # one worker built a trainer for every distinct graph (and again to go on with one)
+    assert len({pid for pid, _, _ in rows}) == 1 and len(rows) >= table["key"].nunique() >= 3
+    assert all(params == 0 for _, _, params in rows), rows  # no earlier trial's parameters
+    assert len({tensors for _, tensors, _ in rows}) == 1, rows  # only the cached dataset
