@@ -590,3 +590,66 @@ def test_a_reused_worker_frees_each_trials_models_before_the_next(tmp_path: Path
     assert all(params == 0 for _, _, params in rows), rows  # no earlier trial's parameters
     assert len({tensors for _, tensors, _ in rows}) == 1, rows  # only the cached dataset
     assert not hasattr(CollaborativeTrainer.__init__, "probed")  # not loaded into the tests
+
+
+PRESTARTED_WORKERS = """\
+import json, os, sys, time
+from pathlib import Path
+
+from ray.tune.execution.class_cache import DEFAULT_ENV_VARS
+
+from dcl_search.search import SearchSettings, init_ray, run_search, search_space_from_dict
+from dcl_search.training import Recipe
+
+def children(pid):
+    found = set()
+    for entry in os.listdir("/proc"):
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except (OSError, ValueError):
+            continue
+        if entry.isdigit() and int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+            found.add(int(entry))
+    return found
+
+def idle_workers():
+    return {
+        pid for raylet in children(os.getpid()) for pid in children(raylet)
+        if Path(f"/proc/{pid}/cmdline").read_bytes().startswith(b"ray::IDLE")
+    }
+
+init_ray(None, cpus_per_task=1, gpus_per_task=0, noun="trial")
+deadline = time.monotonic() + 60
+while not idle_workers() and time.monotonic() < deadline:
+    time.sleep(0.1)
+time.sleep(0.5)  # Ray prestarts one per CPU
+prestarted = sorted(idle_workers())
+space = {"nodes": 2, "target_model": "mlp", "models": ["mlp"], "edge_gates": ["through"],
+         "self_loop_gates": ["through"]}
+settings = SearchSettings(
+    name="run", storage=sys.argv[1], space=search_space_from_dict(space), recipe=Recipe(epochs=2),
+    samples=2, sampler="random", concurrency=1, status_every=0,
+)
+run_search(settings)
+trials = [
+    json.loads(path.read_text().splitlines()[0])["pid"]
+    for path in Path(sys.argv[1], "run").glob("trial_*/result.json")
+]
+print(json.dumps({"prestarted": prestarted, "trials": trials, "tune_env": DEFAULT_ENV_VARS}))
+"""
+
+
+def test_trials_run_in_the_workers_ray_prestarts(tmp_path: Path) -> None:
+    """Ray starts a worker per CPU with itself; a trial that waited for a new one would pay
+    Python's and Ray's start again (0.5 s of the 2-core demo's start). Tune's default runtime
+    environment for its actors would force that; the search drops it while it runs."""
+    result = subprocess.run(
+        [sys.executable, "-c", PRESTARTED_WORKERS, str(tmp_path)],
+        capture_output=True, text=True, timeout=300,
+        env={**os.environ, "RAY_AUTH_MODE": "disabled"},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    seen = json.loads(result.stdout.splitlines()[-1])
+    assert seen["prestarted"] and len(seen["trials"]) == 2, seen
+    assert set(seen["trials"]) <= set(seen["prestarted"]), seen
+    assert seen["tune_env"] == {"PL_DISABLE_FORK": "1"}  # Tune's own default is back
