@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+
 import pytest
 import ray
 
@@ -57,3 +59,29 @@ def test_a_cluster_without_gpus_gives_no_warning(monkeypatch, capsys):
     finally:
         ray.shutdown()
     assert capsys.readouterr().err == ""
+
+
+def test_stopping_ray_ends_its_autoscaler_monitor_before_ray_stops_the_gcs(monkeypatch):
+    """Ray stops the GCS first; its monitor's SIGTERM handler then reports to the stopped GCS
+    until Ray kills it a second later, at the end of every command. ``stop_ray`` ends it first."""
+    from ray._private import ray_constants, worker
+    from ray._private.node import Node
+
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
+    init_ray(None, cpus_per_task=1, gpus_per_task=0, noun="trial")
+    monitor = worker._global_node.all_processes[ray_constants.PROCESS_TYPE_MONITOR][0].process
+    assert monitor.poll() is None
+    alive_when_reached: dict[str, bool] = {}
+    stop_process = Node._kill_process_impl
+
+    def observed(self, process_type, **options):
+        infos = self.all_processes.get(process_type, [])
+        alive_when_reached[process_type] = any(info.process.poll() is None for info in infos)
+        stop_process(self, process_type, **options)
+
+    monkeypatch.setattr(Node, "_kill_process_impl", observed)
+    dcl_search._ray.stop_ray()
+    assert not ray.is_initialized()
+    assert list(alive_when_reached)[:2] == ["raylet", "gcs_server"]  # Ray's order
+    assert alive_when_reached["monitor"] is False  # ended before, not a second after
+    assert monitor.returncode == -signal.SIGKILL
