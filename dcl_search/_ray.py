@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import os
+import subprocess
 import sys
 
 from dcl_search._errors import DCLSearchError
@@ -110,4 +111,7 @@ def _kill_autoscaler_monitor() -> None:
     for info in processes:
         if info.process.poll() is None:
             info.process.kill()
-            info.process.wait(timeout=5)
+            try:
+                info.process.wait(timeout=5)
+            except subprocess.TimeoutExpired:  # stuck in the kernel: Ray's shutdown reports it
+                pass
