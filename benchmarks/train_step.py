@@ -30,7 +30,12 @@ from reference_loop import ReferenceLoop  # noqa: E402
 from dcl_search.datasets import DatasetSplits, ImageSet  # noqa: E402
 from dcl_search.graphs import preset_graph  # noqa: E402
 from dcl_search.models import build_model  # noqa: E402
-from dcl_search.training import CollaborativeTrainer, Recipe, recipe_from_dict  # noqa: E402
+from dcl_search.training import (  # noqa: E402
+    CollaborativeTrainer,
+    Recipe,
+    precision_name,
+    recipe_from_dict,
+)
 
 DEFAULT_GRAPH = {"cuda": "dml:resnet32,resnet110,resnet32", "cpu": "dml:3:tiny_cnn"}
 # dense bf16 throughput reached in practice and memory bandwidth (DESIGN.md, "Performance")
@@ -81,7 +86,7 @@ class Ours:
             {"epochs": 1000, "batch_size": batch, "compile": compile_mode, "precision": precision}
         )
         self.trainer = CollaborativeTrainer(graph, data, recipe, device=device)
-        self.precision = "bf16" if self.trainer.autocast_dtype is torch.bfloat16 else "fp32"
+        self.precision = precision_name(self.trainer.autocast_dtype)
 
     def run(self, steps: int) -> int:
         self.trainer.steps_per_epoch = steps

@@ -58,6 +58,7 @@ def run(args: argparse.Namespace) -> int:
     from dcl_search.training import (
         LabelNoise,
         autocast_dtype,
+        precision_name,
         resolve_device,
         resolve_frozen_checkpoints,
         train_run,
@@ -84,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
         f"training {graph.number_of_nodes()}-node graph {graph_hash(graph)} on {args.dataset} "
         f"({len(data.train)} train / {len(data.val)} val / {len(data.test)} test) with {recipe_path}, "
         f"{counted(recipe.epochs, 'epoch')}, seed {args.seed}, device {args.device} in "
-        f"{'bf16' if autocast_dtype(recipe.precision, device) else 'fp32'}; writing {out}",
+        f"{precision_name(autocast_dtype(recipe.precision, device))}; writing {out}",
         file=sys.stderr,
     )
     if recipe.compile != "off":

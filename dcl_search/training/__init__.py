@@ -19,6 +19,7 @@ from dcl_search.training._trainer import (
     CollaborativeTrainer,
     LabelNoise,
     autocast_dtype,
+    precision_name,
     resolve_device,
 )
 
@@ -36,6 +37,7 @@ __all__ = [
     "autocast_dtype",
     "learning_rate",
     "load_recipe",
+    "precision_name",
     "random_crop_flip",
     "recipe_from_dict",
     "resolve_device",

@@ -25,7 +25,7 @@ from dcl_search.datasets import DatasetSplits
 from dcl_search.graphs import graph_hash, write_graph
 from dcl_search.training._metrics import Accuracy, EpochMetrics
 from dcl_search.training._recipe import Recipe
-from dcl_search.training._trainer import CollaborativeTrainer, LabelNoise
+from dcl_search.training._trainer import CollaborativeTrainer, LabelNoise, precision_name
 
 CHECKPOINT = "checkpoint.pt"
 METRICS = "metrics.csv"
@@ -134,7 +134,7 @@ def train_run(
         "label_noise": {"fraction": trainer.label_noise.fraction, "mode": trainer.label_noise.mode},
         "device": str(trainer.device),
         # what the recipe's precision resolved to here (auto depends on the machine)
-        "precision": "bf16" if trainer.autocast_dtype else "fp32",
+        "precision": precision_name(trainer.autocast_dtype),
         "epochs": trainer.epoch,
         "val": val.row(),
         "test": test.row(),

@@ -86,6 +86,11 @@ def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     return torch.bfloat16 if precision == "bf16" else None
 
 
+def precision_name(dtype: torch.dtype | None) -> str:
+    """How summaries and headers name an :func:`autocast_dtype`: ``bf16`` or ``fp32``."""
+    return "bf16" if dtype is torch.bfloat16 else "fp32"
+
+
 def resolve_device(device: str | torch.device) -> torch.device:
     """``cpu``, ``cuda`` or ``cuda:N``, checked against what torch sees on this machine."""
     try:
