@@ -619,11 +619,14 @@ def idle_workers():
     }
 
 init_ray(None, cpus_per_task=1, gpus_per_task=0, noun="trial")
-deadline = time.monotonic() + 60
-while not idle_workers() and time.monotonic() < deadline:
+# Ray prestarts one per CPU, not all at once: wait until the set has held still for a second
+prestarted, still_since, deadline = set(), time.monotonic(), time.monotonic() + 60
+while time.monotonic() < deadline and not (prestarted and time.monotonic() - still_since > 1):
+    now = idle_workers()
+    if now != prestarted:
+        prestarted, still_since = now, time.monotonic()
     time.sleep(0.1)
-time.sleep(0.5)  # Ray prestarts one per CPU
-prestarted = sorted(idle_workers())
+prestarted = sorted(prestarted)
 space = {"nodes": 2, "target_model": "mlp", "models": ["mlp"], "edge_gates": ["through"],
          "self_loop_gates": ["through"]}
 settings = SearchSettings(
