@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import signal
+from pathlib import Path
 
 import pytest
 import ray
@@ -85,3 +87,65 @@ def test_stopping_ray_ends_its_autoscaler_monitor_before_ray_stops_the_gcs(monke
     assert list(alive_when_reached)[:2] == ["raylet", "gcs_server"]  # Ray's order
     assert alive_when_reached["monitor"] is False  # ended before, not a second after
     assert monitor.returncode == -signal.SIGKILL
+
+
+def _our_children_running(script: str) -> list[int]:
+    """Pids of this process's children whose command line runs ``script``."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+            command = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:  # ended meanwhile
+            continue
+        parent = int(stat.rsplit(")", 1)[1].split()[1])
+        if parent == os.getpid() and script in command:
+            pids.append(int(entry))
+    return pids
+
+
+def test_a_local_ray_starts_no_dashboard_server(monkeypatch):
+    """With ``include_dashboard=False`` Ray still starts its dashboard's server (usage statistics
+    only) and waits for it to come up; a Ray started here goes without."""
+    from ray._private import node, ray_constants, worker
+
+    start_api_server = node.Node.start_api_server
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
+    init_ray(None, cpus_per_task=1, gpus_per_task=0, noun="trial")
+    try:
+        started = worker._global_node.all_processes
+        assert ray_constants.PROCESS_TYPE_RAYLET in started  # the listing is Ray's own
+        assert ray_constants.PROCESS_TYPE_DASHBOARD not in started
+        assert _our_children_running("ray/dashboard/dashboard.py") == []
+        assert ray.get(ray.remote(lambda: 7).remote()) == 7  # and Ray works without it
+    finally:
+        dcl_search._ray.stop_ray()
+    assert node.Node.start_api_server is start_api_server  # Ray's own again afterwards
+
+
+def test_ray_asks_for_its_raylet_only_once_the_raylet_has_registered(monkeypatch):
+    """Asked too early, Ray's GCS client sleeps a whole second before asking again."""
+    from ray._private import services
+    from ray._raylet import GcsClient, NodeID
+    from ray.core.generated.gcs_pb2 import GcsNodeInfo
+    from ray.core.generated.gcs_service_pb2 import GetAllNodeInfoRequest
+
+    registered_when_asked: list[bool] = []
+    get_node = services.get_node
+
+    def observed(gcs_address: str, node_id: str):
+        selector = GetAllNodeInfoRequest.NodeSelector(node_id=NodeID.from_hex(node_id).binary())
+        found = GcsClient(address=gcs_address).get_all_node_info(
+            timeout=5, node_selectors=[selector], state_filter=GcsNodeInfo.GcsNodeState.ALIVE
+        )
+        registered_when_asked.append(bool(found))
+        return get_node(gcs_address, node_id)
+
+    monkeypatch.setattr(services, "get_node", observed)
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
+    init_ray(None, cpus_per_task=1, gpus_per_task=0, noun="trial")
+    dcl_search._ray.stop_ray()
+    assert registered_when_asked == [True]
+    assert services.get_node is observed  # what was there before, put back
