@@ -151,13 +151,16 @@ def test_leaderboard_has_one_row_per_trial(tiny_search) -> None:
 
 
 def _check_rungs_against_results(run_dir: Path, rungs: pd.DataFrame) -> int:
-    """Recounts ``rungs.csv`` from the trials' result.json (one curve per distinct graph);
-    returns how many rows had a correlation to check."""
+    """Recounts ``rungs.csv`` from the trials' result.json (one curve per distinct graph, the
+    union of its trials' epochs: a duplicate that ASHA stopped early does not shorten the curve
+    of the graph an earlier trial finished); returns how many rows had a correlation to check."""
     board = pd.read_csv(run_dir / "export/leaderboard.csv")
-    curves = {}
+    curves: dict[str, dict[int, float]] = {}
     for row in board[board["status"] != "error"].itertuples():
         lines = (run_dir / f"trial_{row.trial}/result.json").read_text().splitlines()
-        curves[row.key] = {r["epoch"]: r["acc_node0"] for r in map(json.loads, lines)}
+        curve = curves.setdefault(row.key, {})
+        for result in map(json.loads, lines):
+            assert curve.setdefault(result["epoch"], result["acc_node0"]) == result["acc_node0"]
     finished = {key: c for key, c in curves.items() if EPOCHS in c}
     checked = 0
     for rung in rungs.itertuples():
