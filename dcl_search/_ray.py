@@ -76,14 +76,20 @@ def _quicker_local_start() -> Iterator[None]:
         yield
         return
 
-    def get_node_once_registered(gcs_address: str, node_id: str):
+    def wait_until_registered(gcs_address: str, node_id: str) -> None:
         client = GcsClient(address=gcs_address)
         selector = GetAllNodeInfoRequest.NodeSelector(node_id=NodeID.from_hex(node_id).binary())
         deadline = time.monotonic() + 30  # then Ray's own wait and its message
         while time.monotonic() < deadline:
             if client.get_all_node_info(timeout=5, node_selectors=[selector], state_filter=alive):
-                break
+                return
             time.sleep(0.02)
+
+    def get_node_once_registered(gcs_address: str, node_id: str):
+        try:
+            wait_until_registered(gcs_address, node_id)
+        except Exception:  # only a head start: Ray's own call retries, and reports what fails
+            pass
         return get_node(gcs_address, node_id)
 
     def start_api_server_if_wanted(self, *, include_dashboard, raise_on_failure):

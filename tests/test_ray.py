@@ -145,7 +145,26 @@ def test_ray_asks_for_its_raylet_only_once_the_raylet_has_registered(monkeypatch
 
     monkeypatch.setattr(services, "get_node", observed)
     monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
-    init_ray(None, cpus_per_task=1, gpus_per_task=0, noun="trial")
-    dcl_search._ray.stop_ray()
+    try:
+        init_ray(None, cpus_per_task=1, gpus_per_task=0, noun="trial")
+    finally:
+        dcl_search._ray.stop_ray()
     assert registered_when_asked == [True]
     assert services.get_node is observed  # what was there before, put back
+
+
+def test_ray_still_starts_when_the_wait_for_its_raylet_fails(monkeypatch):
+    """The wait is only a head start on Ray's own call, which retries and reports."""
+    import ray._raylet
+
+    class Unreachable:
+        def __init__(self, **options) -> None:
+            raise ConnectionError("no GCS at this address")
+
+    monkeypatch.setattr(ray._raylet, "GcsClient", Unreachable)
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
+    try:
+        init_ray(None, cpus_per_task=1, gpus_per_task=0, noun="trial")
+        assert ray.get(ray.remote(lambda: 7).remote()) == 7
+    finally:
+        dcl_search._ray.stop_ray()
