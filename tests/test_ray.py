@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-from pathlib import Path
 
 import pytest
 import ray
@@ -89,24 +88,7 @@ def test_stopping_ray_ends_its_autoscaler_monitor_before_ray_stops_the_gcs(monke
     assert monitor.returncode == -signal.SIGKILL
 
 
-def _our_children_running(script: str) -> list[int]:
-    """Pids of this process's children whose command line runs ``script``."""
-    pids = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{entry}/stat").read_text()
-            command = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-        except OSError:  # ended meanwhile
-            continue
-        parent = int(stat.rsplit(")", 1)[1].split()[1])
-        if parent == os.getpid() and script in command:
-            pids.append(int(entry))
-    return pids
-
-
-def test_a_local_ray_starts_no_dashboard_server(monkeypatch):
+def test_a_local_ray_starts_no_dashboard_server(monkeypatch, running_processes):
     """With ``include_dashboard=False`` Ray still starts its dashboard's server (usage statistics
     only) and waits for it to come up; a Ray started here goes without."""
     from ray._private import node, ray_constants, worker
@@ -118,7 +100,12 @@ def test_a_local_ray_starts_no_dashboard_server(monkeypatch):
         started = worker._global_node.all_processes
         assert ray_constants.PROCESS_TYPE_RAYLET in started  # the listing is Ray's own
         assert ray_constants.PROCESS_TYPE_DASHBOARD not in started
-        assert _our_children_running("ray/dashboard/dashboard.py") == []
+        dashboards = [
+            pid
+            for pid, parent, command in running_processes()
+            if parent == os.getpid() and "ray/dashboard/dashboard.py" in command
+        ]
+        assert dashboards == []
         assert ray.get(ray.remote(lambda: 7).remote()) == 7  # and Ray works without it
     finally:
         dcl_search._ray.stop_ray()

@@ -45,26 +45,21 @@ def two_node_cluster():
         subprocess.run(["ray", "stop", "--force"], capture_output=True, timeout=120)
 
 
-def _monitors(address: str) -> set[int]:
+def _monitors(address: str, processes: list[tuple[int, int, str]]) -> set[int]:
     """The cluster's autoscaler monitor processes (``ray start --head`` starts one)."""
     port = address.rsplit(":", 1)[1]  # Ray names the GCS by the machine's address, not loopback
-    found = set()
-    for entry in Path("/proc").iterdir():
-        try:
-            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-        except (OSError, ValueError):
-            continue
-        if "autoscaler/_private/monitor.py" in command and re.search(
-            f"--gcs-address=\\S+:{port} ", command
-        ):
-            found.add(int(entry.name))
-    return found
+    return {
+        pid
+        for pid, _, command in processes
+        if "autoscaler/_private/monitor.py" in command
+        and re.search(f"--gcs-address=\\S+:{port} ", command)
+    }
 
 
 def test_trials_run_on_both_nodes_with_shared_storage(
-    two_node_cluster: str, tmp_path: Path
+    two_node_cluster: str, tmp_path: Path, running_processes
 ) -> None:
-    monitors = _monitors(two_node_cluster)
+    monitors = _monitors(two_node_cluster, running_processes())
     assert monitors  # the search ends its own Ray's monitor early, never a joined cluster's
     (tmp_path / "space.yaml").write_text(SPACE)
     shared = tmp_path / "shared"  # one folder both nodes see, as NFS would be on a real cluster
@@ -101,4 +96,4 @@ def test_trials_run_on_both_nodes_with_shared_storage(
         nodes.add(json.loads(path.read_text().splitlines()[-1])["node_id"])
     assert len(nodes) == 2, "every trial ran on the same node"
     assert (shared / "run/export/leaderboard.csv").exists()
-    assert _monitors(two_node_cluster) == monitors
+    assert _monitors(two_node_cluster, running_processes()) == monitors

@@ -604,7 +604,7 @@ from ray.tune.execution.class_cache import DEFAULT_ENV_VARS
 from dcl_search.search import SearchSettings, init_ray, run_search, search_space_from_dict
 from dcl_search.training import Recipe
 
-def children(pid):
+def children(pid):  # conftest's running_processes, in the fresh interpreter this script runs in
     found = set()
     for entry in os.listdir("/proc"):
         try:
