@@ -45,9 +45,30 @@ def init_ray(address: str | None, *, cpus_per_task: float, gpus_per_task: float,
         else:
             # "local" starts a new instance: never join a leftover cluster by accident
             with _quicker_local_start():
-                ray.init(address="local", num_cpus=os.cpu_count(), **common)
+                ray.init(
+                    address="local",
+                    num_cpus=os.cpu_count(),
+                    _system_config=_socket_retries(),
+                    **common,
+                )
     _check_fits(cpus_per_task, gpus_per_task, noun, address)
     _warn_unused_gpus(gpus_per_task, noun)
+
+
+def _socket_retries() -> dict[str, int]:
+    """Ray's processes connect to each other's sockets with up to 10 tries 1 s apart. The
+    raylet connects to its object store right after starting the store's thread, and on a busy
+    machine the store is not listening yet (1 local start in 5 on 2 busy cores): the raylet
+    then sleeps a whole second before it registers, and the first trial starts that much later.
+    Trying every 20 ms within the same 10 s gives up no later. A user who set either of Ray's
+    two variables (``RAY_raylet_client_*``) keeps Ray's settings: the pair makes the window."""
+    retries = {
+        "raylet_client_connect_timeout_milliseconds": 20,
+        "raylet_client_num_connect_attempts": 500,
+    }
+    if any(f"RAY_{name}" in os.environ for name in retries):
+        return {}
+    return retries
 
 
 @contextlib.contextmanager
