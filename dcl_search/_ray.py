@@ -58,7 +58,7 @@ def init_ray(address: str | None, *, cpus_per_task: float, gpus_per_task: float,
 def _socket_retries() -> dict[str, int]:
     """Ray's processes connect to each other's sockets with up to 10 tries 1 s apart. The
     raylet connects to its object store right after starting the store's thread, and on a busy
-    machine the store is not listening yet (1 local start in 5 on 2 busy cores): the raylet
+    machine the store is not listening yet (1 local start in 4-5 on 2 busy cores): the raylet
     then sleeps a whole second before it registers, and the first trial starts that much later.
     Trying every 20 ms within the same 10 s gives up no later. A user who set either of Ray's
     two variables (``RAY_raylet_client_*``) keeps Ray's settings: the pair makes the window."""
