@@ -243,8 +243,9 @@ def _refuse_changed_settings(args: argparse.Namespace) -> None:
 def _prepare(args: argparse.Namespace) -> SearchSettings:
     """The settings and the dataset check, before Ray starts: a mistake is one line at once.
 
-    Starting Ray beside the preparation's 2 s of imports would save about 1.4 s per search
-    but make every failed check wait for Ray's start and stop (5.1 s instead of 2.4 s).
+    Starting Ray beside the preparation (or beside its imports too) no longer shortens a
+    search's start, as measured since Ray starts faster (README, "Search overhead"), and every
+    failed check would wait for Ray's start and stop (3.2-4.0 s instead of 1.45 s).
     """
     from dcl_search.search import SearchSettings, cached_data
 
