@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
+from collections.abc import Iterator
 
 import pytest
 import ray
@@ -33,6 +35,17 @@ def ray_with_two_gpus(monkeypatch):
         yield
     finally:
         ray.shutdown()
+
+
+@contextlib.contextmanager
+def _ray_started_here(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """A local Ray started by ``init_ray``, as a search starts it, and stopped by ``stop_ray``."""
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
+    init_ray(None, cpus_per_task=1, gpus_per_task=0, noun="trial")
+    try:
+        yield
+    finally:
+        dcl_search._ray.stop_ray()
 
 
 @pytest.mark.parametrize("noun", ["trial", "run"])
@@ -94,9 +107,7 @@ def test_a_local_ray_starts_no_dashboard_server(monkeypatch, running_processes):
     from ray._private import node, ray_constants, worker
 
     start_api_server = node.Node.start_api_server
-    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
-    init_ray(None, cpus_per_task=1, gpus_per_task=0, noun="trial")
-    try:
+    with _ray_started_here(monkeypatch):
         started = worker._global_node.all_processes
         assert ray_constants.PROCESS_TYPE_RAYLET in started  # the listing is Ray's own
         assert ray_constants.PROCESS_TYPE_DASHBOARD not in started
@@ -107,8 +118,6 @@ def test_a_local_ray_starts_no_dashboard_server(monkeypatch, running_processes):
         ]
         assert dashboards == []
         assert ray.get(ray.remote(lambda: 7).remote()) == 7  # and Ray works without it
-    finally:
-        dcl_search._ray.stop_ray()
     assert node.Node.start_api_server is start_api_server  # Ray's own again afterwards
 
 
@@ -131,11 +140,8 @@ def test_ray_asks_for_its_raylet_only_once_the_raylet_has_registered(monkeypatch
         return get_node(gcs_address, node_id)
 
     monkeypatch.setattr(services, "get_node", observed)
-    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
-    try:
-        init_ray(None, cpus_per_task=1, gpus_per_task=0, noun="trial")
-    finally:
-        dcl_search._ray.stop_ray()
+    with _ray_started_here(monkeypatch):
+        pass
     assert registered_when_asked == [True]
     assert services.get_node is observed  # what was there before, put back
 
@@ -149,12 +155,8 @@ def test_ray_still_starts_when_the_wait_for_its_raylet_fails(monkeypatch):
             raise ConnectionError("no GCS at this address")
 
     monkeypatch.setattr(ray._raylet, "GcsClient", Unreachable)
-    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
-    try:
-        init_ray(None, cpus_per_task=1, gpus_per_task=0, noun="trial")
+    with _ray_started_here(monkeypatch):
         assert ray.get(ray.remote(lambda: 7).remote()) == 7
-    finally:
-        dcl_search._ray.stop_ray()
 
 
 SOCKET_RETRY_VARIABLES = (
@@ -163,14 +165,18 @@ SOCKET_RETRY_VARIABLES = (
 )
 
 
+@pytest.fixture
+def no_users_socket_retries(monkeypatch):
+    """A machine where the user set neither of Ray's socket-retry variables."""
+    for name in SOCKET_RETRY_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.mark.usefixtures("no_users_socket_retries")
 def test_rays_processes_retry_their_sockets_every_20_ms_within_the_same_10_s(monkeypatch):
     """Ray's default is 10 tries 1 s apart: a raylet that connects to its object store before
     the store listens (1 local start in 4-5 on 2 busy cores) sleeps a second before registering.
     500 tries 20 ms apart keep Ray's 10 s, so a store that never comes up still fails as late."""
-    for name in SOCKET_RETRY_VARIABLES:
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
-    init_ray(None, cpus_per_task=1, gpus_per_task=0, noun="trial")
 
     @ray.remote
     def in_a_worker() -> tuple[int, int]:
@@ -181,17 +187,14 @@ def test_rays_processes_retry_their_sockets_every_20_ms_within_the_same_10_s(mon
             Config.raylet_client_num_connect_attempts(),
         )
 
-    try:
+    with _ray_started_here(monkeypatch):
         assert ray.get(in_a_worker.remote()) == (20, 500)
-    finally:
-        dcl_search._ray.stop_ray()
 
 
+@pytest.mark.usefixtures("no_users_socket_retries")
 @pytest.mark.parametrize("variable", SOCKET_RETRY_VARIABLES)
 def test_a_user_who_set_rays_socket_retries_keeps_them(monkeypatch, variable):
     """Either variable alone with ours for the other would make another window (3 s × 500)."""
-    for name in SOCKET_RETRY_VARIABLES:
-        monkeypatch.delenv(name, raising=False)
     assert dcl_search._ray._socket_retries() != {}
     monkeypatch.setenv(variable, "3000")
     assert dcl_search._ray._socket_retries() == {}
