@@ -195,6 +195,11 @@ def _new_tuner(settings: SearchSettings, log: Callable[[str], None]):
             storage_path=settings.storage,
             verbose=0,
             failure_config=tune.FailureConfig(max_failures=settings.max_failures),
+            # Keeping one makes Tune save its whole experiment state (about 24 KB per trial)
+            # after every trial checkpoint, so a trial's time grows with the trials before it
+            # (benchmarks/search_scaling.py); trials therefore checkpoint at ASHA's milestones
+            # only. Keeping all would skip those saves, but a killed search would then lose the
+            # trials that ended in the seconds before it, unknown to the state it resumes from.
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
             callbacks=_callbacks(settings, log),
         ),

@@ -70,8 +70,11 @@ def _readable(path: Path) -> bool:
 
 
 def _refill_checkpoints(run_dir: Path) -> None:
-    """The backed-up state may name a trial checkpoint that Ray deleted after the next report
-    (it keeps one). Ours hold only ``progress.json``, so the older ones are rebuilt exactly."""
+    """In a search started while dcl-search had Tune keep one checkpoint per trial (a resumed
+    search keeps its Tune settings), the backed-up state may name a checkpoint that Ray
+    deleted after the next report. Ours hold only ``progress.json``; a rebuilt one says
+    ``index + 1`` epochs, at most what the deleted one said, since not every epoch has one, so
+    the resumed trial at worst reports some epochs again, replayed from the graph store."""
     for trial_dir in run_dir.glob("trial_*"):
         kept = sorted(trial_dir.glob("checkpoint_*"))
         if not kept:

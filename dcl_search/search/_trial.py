@@ -28,8 +28,10 @@ from dcl_search.training import CollaborativeTrainer, Recipe, resolve_frozen_che
 
 POLL_SECONDS = 0.5
 PROGRESS = "progress.json"
-# Between the epochs where ASHA may stop a trial, save at most this often: short epochs then
-# cost no disk writes, and a crash loses at most this much training (resume is exact).
+# Between the epochs where ASHA may stop a trial, the trainer's checkpoint in the graph store is
+# saved at most this often: short epochs then cost no disk writes, and a crash loses at most
+# this much training (resume is exact: the epochs after Tune's last progress checkpoint are
+# replayed from the store).
 CHECKPOINT_SECONDS = 30.0
 
 
@@ -61,17 +63,23 @@ def _reported_so_far() -> int:
 
 
 class _Reporter:
-    """Reports epochs to Tune in order, with a tiny checkpoint saying how many were reported."""
+    """Reports epochs to Tune in order, with a tiny checkpoint saying how many were reported.
 
-    def __init__(self, extra: dict[str, Any]) -> None:
+    The checkpoint goes with the milestones' epochs only, whether trained or replayed. Tune
+    saves its whole experiment state after each (see ``_new_tuner``), a cost that grows with
+    the number of trials; every trial ends right after one, ASHA stopping trials only at its
+    rungs, and a restored trial replays the epochs after its last one from the graph store.
+    """
+
+    def __init__(self, extra: dict[str, Any], milestones: set[int]) -> None:
         self.extra = extra
+        self.milestones = milestones
         self.reported = _reported_so_far()
         self.trained = 0
         self.reused = 0
 
-    def report(self, row: dict[str, Any], trained_here: bool, checkpoint: bool = True) -> None:
-        """Reports one epoch; with ``checkpoint`` also Tune's record of how far this trial got
-        (the epochs after it are replayed from the graph store or retrained on restore)."""
+    def report(self, row: dict[str, Any], trained_here: bool) -> None:
+        """Reports one epoch; at a milestone also Tune's record of how far this trial got."""
         self.reported += 1
         if trained_here:
             self.trained += 1
@@ -86,7 +94,7 @@ class _Reporter:
             # Tune's own "timestamp" has whole seconds only
             "reported_at": time.time(),
         }
-        if not checkpoint:
+        if self.reported not in self.milestones:
             tune.report(metrics)
             return
         with tempfile.TemporaryDirectory() as folder:
@@ -129,17 +137,19 @@ def _train(
         reporter.reported :
     ]:  # written by a trial killed before reporting
         reporter.report(metrics.row(), trained_here=False)
-    milestones = asha_milestones(settings)
     saved_at = time.monotonic()
     for metrics in trainer.train_epochs():
-        save = metrics.epoch in milestones or time.monotonic() - saved_at >= CHECKPOINT_SECONDS
+        save = (
+            metrics.epoch in reporter.milestones
+            or time.monotonic() - saved_at >= CHECKPOINT_SECONDS
+        )
         if save:
             # the store first: a trial stopped right after this report leaves its epochs there
             trainer.save_checkpoint(store.checkpoint(key))
             store.write_rows(key, [m.row() for m in trainer.history])
             saved_at = time.monotonic()
         if metrics.epoch > reporter.reported:  # not when retraining after a restore
-            reporter.report(metrics.row(), trained_here=True, checkpoint=save)
+            reporter.report(metrics.row(), trained_here=True)
 
 
 def run_trial(config: dict[str, Any], settings: SearchSettings) -> None:
@@ -165,7 +175,8 @@ def run_trial(config: dict[str, Any], settings: SearchSettings) -> None:
             "num_nodes": graph.number_of_nodes(),
             "sampled_nodes": sampled.number_of_nodes(),
             "node_id": ray.get_runtime_context().get_node_id(),
-        }
+        },
+        asha_milestones(settings),
     )
     while reporter.reported < recipe.epochs:
         for row in store.rows(key)[reporter.reported :]:

@@ -28,6 +28,7 @@ from dcl_search.graphs import read_graph
 from dcl_search.search import export_run, trial_table
 from dcl_search.search._fidelity import MIN_GRAPHS, describe_fidelity
 from dcl_search.search._optuna import optuna_storage
+from dcl_search.search._state_backup import known_trials
 from dcl_search.search._store import ended_results
 from dcl_search.training import CollaborativeTrainer
 
@@ -137,6 +138,27 @@ def test_every_epoch_reports_per_node_metrics(tiny_search) -> None:
         assert f"acc_node{nodes}" not in last and len(last["graph_hash"]) == 16
         assert last["num_nodes"] <= last["sampled_nodes"] == 2
     assert 2 in sizes
+
+
+def _progress_checkpoints(trial_dir: Path) -> dict[str, int]:
+    """The progress checkpoints Tune kept for a trial: folder name → epochs it counts."""
+    return {
+        path.parent.name: json.loads(path.read_text())["reported"]
+        for path in trial_dir.glob("checkpoint_*/progress.json")
+    }
+
+
+def test_trials_checkpoint_only_where_asha_may_stop_them(tiny_search) -> None:
+    # Tune saves its whole experiment state after each checkpoint, so trials take one only at
+    # ASHA's rungs (grace 1, factor 2: epochs 1, 2 and 4) and at the last epoch; Tune numbers
+    # them from 0 and keeps the latest
+    run_dir, _ = tiny_search
+    table = trial_table(run_dir)
+    assert table["epochs"].max() == EPOCHS  # some trials passed every rung
+    for trial, epochs in zip(table["trial"], table["epochs"], strict=True):
+        taken = [m for m in (1, 2, 4, EPOCHS) if m <= epochs]
+        expected = {f"checkpoint_{len(taken) - 1:06d}": taken[-1]}
+        assert _progress_checkpoints(run_dir / f"trial_{trial}") == expected, (trial, epochs)
 
 
 def test_leaderboard_has_one_row_per_trial(tiny_search) -> None:
@@ -316,6 +338,11 @@ def test_a_duplicate_graph_is_not_trained_twice(tmp_path: Path) -> None:
     ]
     assert (table["reused_epochs"] == EPOCHS).sum() == 3
     assert len(list((tmp_path / "results/run/graphs").iterdir())) == 1
+    # a replayed epoch is checkpointed like a trained one, at the milestones only: here the
+    # last epoch (the grace period), so the trials that replayed 6 epochs took one checkpoint
+    for trial in table["trial"]:
+        trial_dir = tmp_path / f"results/run/trial_{trial}"
+        assert _progress_checkpoints(trial_dir) == {"checkpoint_000000": EPOCHS}
 
 
 def test_a_search_whose_every_trial_fails_says_why_and_exits_1(tmp_path: Path, capsys) -> None:
@@ -373,13 +400,22 @@ def test_a_killed_search_resumes_without_losing_or_retraining_trials(tmp_path: P
             command, cwd=tmp_path, stdout=handle, stderr=handle, env=env, start_new_session=True
         )
     deadline = time.time() + 300
+    run_dir = tmp_path / "results/run"
     while time.time() < deadline and len(_ended_trials(log)) < 4 and process.poll() is None:
         time.sleep(0.2)
+    # Tune saves its state at the end of the step in which a trial ended, just after the
+    # driver printed the trial's line; a kill in between leaves a trial that ended at its first
+    # checkpoint out of the state the search resumes from, which then runs its sample again
+    # under a new id (replaying the stored graph). Killed once the state knows them, the
+    # search must lose none.
+    while time.time() < deadline and not set(_ended_trials(log)) <= (
+        known_trials(run_dir) or set()
+    ):
+        time.sleep(0.05)
     os.killpg(process.pid, signal.SIGKILL)  # the driver and the Ray processes it started
     process.wait()
     ended = _ended_trials(log)
     assert 4 <= len(ended) < 12, log.read_text()[-2000:]
-    run_dir = tmp_path / "results/run"
     # Tune writes result.json in a staging folder on the driver and copies it into the run
     # folder now and then: a trial that ended just before the kill may have none there yet.
     # The driver's ledger of ended trials, written before the progress line, has them all.
