@@ -405,8 +405,8 @@ def test_a_killed_search_resumes_without_losing_or_retraining_trials(tmp_path: P
         time.sleep(0.2)
     # Tune saves its state at the end of the step in which a trial ended, just after the
     # driver printed the trial's line; a kill in between leaves a trial that ended at its first
-    # checkpoint out of the state the search resumes from, which then runs its sample again
-    # under a new id (replaying the stored graph). Killed once the state knows them, the
+    # checkpoint out of the state the search resumes from, which then samples another graph
+    # in its place (README, "Interrupt and resume"). Killed once the state knows them, the
     # search must lose none.
     while time.time() < deadline and not set(_ended_trials(log)) <= (
         known_trials(run_dir) or set()
