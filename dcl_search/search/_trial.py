@@ -18,6 +18,7 @@ import networkx as nx
 import ray
 import torch
 from ray import tune
+from ray.tune.result import AUTO_RESULT_KEYS, DONE, EXPERIMENT_TAG, SHOULD_CHECKPOINT, TRIAL_ID
 
 from dcl_search.graphs import canonical_graph, graph_hash, write_graph
 from dcl_search.search._data import cached_data
@@ -33,6 +34,8 @@ PROGRESS = "progress.json"
 # this much training (resume is exact: the epochs after Tune's last progress checkpoint are
 # replayed from the store).
 CHECKPOINT_SECONDS = 30.0
+# what Tune adds to every result itself: the rest of a result is what the trial reported
+TUNE_KEYS = {*AUTO_RESULT_KEYS, DONE, EXPERIMENT_TAG, SHOULD_CHECKPOINT, TRIAL_ID}
 
 
 def asha_milestones(settings: SearchSettings) -> set[int]:
@@ -164,8 +167,13 @@ def run_trial(config: dict[str, Any], settings: SearchSettings) -> None:
     if not (store.folder(key) / GRAPH).exists():
         write_graph(graph, store.folder(key) / GRAPH)
     trial_id = tune.get_context().get_trial_id()
-    if trial_id in ended_results(settings.run_dir):
-        # ended before the driver was killed, but after Tune's last saved state: nothing to do
+    ended = ended_results(settings.run_dir).get(trial_id)
+    if ended is not None:
+        # Ended before the driver was killed, but after Tune's last saved state: its last
+        # result again and nothing else. Returning without one ended it with the result in
+        # that state, which may have none (saved before its first report): Tune then refused
+        # the result for lacking the metric, and the search could not be resumed.
+        tune.report({k: v for k, v in ended.items() if k not in TUNE_KEYS})
         return
     reporter = _Reporter(
         {

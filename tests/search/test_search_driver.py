@@ -446,6 +446,77 @@ def test_a_killed_search_resumes_without_losing_or_retraining_trials(tmp_path: P
     assert numbers == list(range(numbers[0], 13)) and numbers[0] > 1, counted
 
 
+def _as_if_running(run_dir: Path, trial: str, results: bool = True) -> None:
+    """Rewrites Tune's saved state as if saved while ``trial`` ran; without ``results`` as if
+    saved during its first epoch: no result, no checkpoint (Ray's classes build the record)."""
+    from ray.train._internal.checkpoint_manager import _CheckpointManager
+    from ray.tune import CheckpointConfig
+    from ray.tune.trainable.metadata import _TrainingRunMetadata
+
+    state_file = max(run_dir.glob("experiment_state-*.json"), key=lambda p: p.name)
+    state = json.loads(state_file.read_text())
+    for entry in state["trial_data"]:
+        saved = json.loads(entry[0])
+        if saved["trial_id"] != trial:
+            continue
+        entry[0] = json.dumps({**saved, "status": "RUNNING"})
+        if not results:
+            metadata = _TrainingRunMetadata()
+            metadata.checkpoint_manager = _CheckpointManager(CheckpointConfig(num_to_keep=1))
+            entry[1] = metadata.get_json_state()
+            for folder in (run_dir / f"trial_{trial}").glob("checkpoint_*"):
+                shutil.rmtree(folder)
+    state_file.write_text(json.dumps(state))
+
+
+def test_a_trial_tunes_state_knew_without_a_result_ends_with_the_noted_one_on_resume(
+    tmp_path: Path,
+) -> None:
+    # A driver killed after a trial ended, but before Tune saved its state again, may leave a
+    # state saved while that trial ran its first epoch: Tune knows it, with no result. The
+    # driver's ledger has its end. Built here from a finished search: its last trial so, and
+    # a trial ASHA stopped made unfinished (out of the ledger, running in Tune's state), so
+    # that there is something to resume.
+    run_cli(
+        search_command(
+            tmp_path,
+            TINY_SPACE,
+            "--samples",
+            "4",
+            "--epochs",
+            "2",
+            "--sampler",
+            "random",
+            "--concurrency",
+            "1",
+        ),  # fmt: skip
+        tmp_path,
+    )
+    run_dir = tmp_path / "results/run"
+    ledger_file = run_dir / "ended_trials.jsonl"
+    lines = ledger_file.read_text().splitlines(keepends=True)
+    ends = [json.loads(line) for line in lines]
+    last = ends[-1]["trial"]
+    stopped = next(e["trial"] for e in ends if e["result"]["epoch"] < 2)
+    assert stopped != last, ends
+    noted = ended_results(run_dir)[last]
+    _as_if_running(run_dir, last, results=False)
+    _as_if_running(run_dir, stopped)
+    ledger_file.write_text("".join(line for line in lines if f'"{stopped}"' not in line))
+    shutil.rmtree(run_dir / ".tune-state-backup", ignore_errors=True)
+
+    # it failed: "Trial returned a result which did not include the specified metric(s)"
+    result = run_cli(
+        [sys.executable, "-m", "dcl_search", "search", "--resume", str(run_dir)], tmp_path
+    )
+    assert "4 trials" in result.stdout
+    rows = trial_table(run_dir).set_index("trial")
+    assert len(rows) == 4 and rows.loc[stopped, "epochs"] == 2  # resumed to the end
+    assert rows.loc[last, "epochs"] == noted["epoch"]
+    assert rows.loc[last, "acc_node0"] == noted["acc_node0"]
+    assert rows.loc[last, "status"] in {"complete", "pruned"}
+
+
 def test_a_search_finds_the_default_data_folder_although_tune_runs_trials_elsewhere(
     tmp_path: Path,
 ) -> None:
