@@ -167,12 +167,13 @@ def run_trial(config: dict[str, Any], settings: SearchSettings) -> None:
     if not (store.folder(key) / GRAPH).exists():
         write_graph(graph, store.folder(key) / GRAPH)
     trial_id = tune.get_context().get_trial_id()
-    ended = ended_results(settings.run_dir).get(trial_id)
-    if ended is not None:
+    ended = ended_results(settings.run_dir).get(trial_id, {})
+    if "epoch" in ended:
         # Ended before the driver was killed, but after Tune's last saved state: its last
         # result again and nothing else. Returning without one ended it with the result in
         # that state, which may have none (saved before its first report): Tune then refused
-        # the result for lacking the metric, and the search could not be resumed.
+        # the result for lacking the metric, and the search could not be resumed. A trial
+        # that failed before its first epoch has no result to give: it runs again.
         tune.report({k: v for k, v in ended.items() if k not in TUNE_KEYS})
         return
     reporter = _Reporter(

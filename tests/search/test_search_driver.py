@@ -474,9 +474,10 @@ def test_a_trial_tunes_state_knew_without_a_result_ends_with_the_noted_one_on_re
 ) -> None:
     # A driver killed after a trial ended, but before Tune saved its state again, may leave a
     # state saved while that trial ran its first epoch: Tune knows it, with no result. The
-    # driver's ledger has its end. Built here from a finished search: its last trial so, and
-    # a trial ASHA stopped made unfinished (out of the ledger, running in Tune's state), so
-    # that there is something to resume.
+    # driver's ledger has its end. Built here from a finished search: its last trial so, a
+    # trial ASHA stopped made unfinished (out of the ledger, running in Tune's state), so that
+    # there is something to resume, and its first trial as if it had failed before its first
+    # epoch (no result in the ledger either).
     run_cli(
         search_command(
             tmp_path,
@@ -498,11 +499,15 @@ def test_a_trial_tunes_state_knew_without_a_result_ends_with_the_noted_one_on_re
     ends = [json.loads(line) for line in lines]
     last = ends[-1]["trial"]
     stopped = next(e["trial"] for e in ends if e["result"]["epoch"] < 2)
-    assert stopped != last, ends
+    failed = ends[0]["trial"]  # noted as failed before its first epoch: it must run again
+    assert len({stopped, last, failed}) == 3, ends
     noted = ended_results(run_dir)[last]
-    _as_if_running(run_dir, last, results=False)
+    for trial in (last, failed):
+        _as_if_running(run_dir, trial, results=False)
     _as_if_running(run_dir, stopped)
-    ledger_file.write_text("".join(line for line in lines if f'"{stopped}"' not in line))
+    kept = [line for line in lines if f'"{stopped}"' not in line and f'"{failed}"' not in line]
+    kept.append(json.dumps({"trial": failed, "result": {"trial_id": failed}}) + "\n")
+    ledger_file.write_text("".join(kept))
     shutil.rmtree(run_dir / ".tune-state-backup", ignore_errors=True)
 
     # it failed: "Trial returned a result which did not include the specified metric(s)"
@@ -512,6 +517,7 @@ def test_a_trial_tunes_state_knew_without_a_result_ends_with_the_noted_one_on_re
     assert "4 trials" in result.stdout
     rows = trial_table(run_dir).set_index("trial")
     assert len(rows) == 4 and rows.loc[stopped, "epochs"] == 2  # resumed to the end
+    assert rows.loc[failed, "epochs"] == 2 and rows.loc[failed, "status"] == "complete"
     assert rows.loc[last, "epochs"] == noted["epoch"]
     assert rows.loc[last, "acc_node0"] == noted["acc_node0"]
     assert rows.loc[last, "status"] in {"complete", "pruned"}
