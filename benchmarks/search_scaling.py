@@ -8,9 +8,9 @@ does: one epoch, so that each trial is mostly machinery (set-up, report, schedul
 and Optuna's bookkeeping), and random sampling, so that every window of trials draws its
 graphs from the same distribution (TPE would move towards slower, better graphs). The trials,
 in the order they started and without each worker's first (its warm-up), are cut into equal
-windows;
-for each window it prints the slot-seconds per trial (wall × concurrent trials / trials), the
-training per trial (the trained epochs' own seconds) and the rest, the machinery per trial.
+windows; for each window it prints the slot-seconds per trial (wall × concurrent trials /
+trials), the training per trial (the trained epochs' own seconds) and the rest, the machinery
+per trial.
 The ratio of the last window's machinery per trial to the first's is 1 when nothing in the
 search costs more per trial as trials accumulate.
 

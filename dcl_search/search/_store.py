@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -92,18 +93,15 @@ def record_ended(run_dir: str | Path, trial_id: str, result: dict[str, Any]) -> 
         os.fsync(handle.fileno())
 
 
-def ended_results(run_dir: str | Path) -> dict[str, dict[str, Any]]:
-    """Trial id → its last result, for every trial the driver saw end; of several ends, the one
-    that got furthest (the later on a tie).
-
-    A trial that ended after Tune's last saved state and before a killed driver ends again on
-    ``--resume``, with that state's older result; a failed trial retried on ``--resume`` goes on
-    from where it failed."""
+def _ledger_lines(run_dir: str | Path) -> list[str]:
     try:
-        lines = (Path(run_dir) / ENDED).read_text(encoding="utf-8").splitlines()
+        return (Path(run_dir) / ENDED).read_text(encoding="utf-8").splitlines()
     except FileNotFoundError:
-        return {}
-    ended = {}
+        return []
+
+
+def _furthest_ends(lines: Iterable[str]) -> dict[str, dict[str, Any]]:
+    ended: dict[str, dict[str, Any]] = {}
     for line in lines:
         try:
             entry = json.loads(line)
@@ -113,3 +111,20 @@ def ended_results(run_dir: str | Path) -> dict[str, dict[str, Any]]:
         if result.get("epoch", 0) >= ended.get(trial, {}).get("epoch", 0):
             ended[trial] = result
     return ended
+
+
+def ended_results(run_dir: str | Path) -> dict[str, dict[str, Any]]:
+    """Trial id → its last result, for every trial the driver saw end; of several ends, the one
+    that got furthest (the later on a tie).
+
+    A trial that ended after Tune's last saved state and before a killed driver ends again on
+    ``--resume`` with the result noted here; a failed trial retried on ``--resume`` goes on
+    from where it failed."""
+    return _furthest_ends(_ledger_lines(run_dir))
+
+
+def ended_result(run_dir: str | Path, trial_id: str) -> dict[str, Any] | None:
+    """``ended_results(run_dir).get(trial_id)``, parsing only the lines that name the trial:
+    every trial's start asks, and need not parse the ends of all the trials before it."""
+    named = f'"trial": {json.dumps(trial_id)}'  # as record_ended writes it
+    return _furthest_ends(line for line in _ledger_lines(run_dir) if named in line).get(trial_id)

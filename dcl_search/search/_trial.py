@@ -24,7 +24,7 @@ from dcl_search.graphs import canonical_graph, graph_hash, write_graph
 from dcl_search.search._data import cached_data
 from dcl_search.search._settings import SearchSettings
 from dcl_search.search._space import apply_hyperparameters, config_to_graph
-from dcl_search.search._store import GRAPH, GraphStore, ended_results
+from dcl_search.search._store import GRAPH, GraphStore, ended_result
 from dcl_search.training import CollaborativeTrainer, Recipe, resolve_frozen_checkpoints
 
 POLL_SECONDS = 0.5
@@ -167,7 +167,7 @@ def run_trial(config: dict[str, Any], settings: SearchSettings) -> None:
     if not (store.folder(key) / GRAPH).exists():
         write_graph(graph, store.folder(key) / GRAPH)
     trial_id = tune.get_context().get_trial_id()
-    ended = ended_results(settings.run_dir).get(trial_id, {})
+    ended = ended_result(settings.run_dir, trial_id) or {}
     if "epoch" in ended:
         # Ended before the driver was killed, but after Tune's last saved state: its last
         # result again and nothing else. Returning without one ended it with the result in

@@ -5,7 +5,7 @@ import pickle
 from pathlib import Path
 
 from dcl_search.search._state_backup import BACKUP, known_trials, repair_state
-from dcl_search.search._store import ended_results, record_ended
+from dcl_search.search._store import ended_result, ended_results, record_ended
 
 SESSION = "2026-01-01_00-00-00"
 
@@ -61,3 +61,6 @@ def test_a_trial_ended_again_on_resume_keeps_the_end_that_got_furthest(tmp_path:
         "b": {"epoch": 6, "acc_node0": 0.9},
         "c": {"trial_id": "c", "attempt": 2},
     }
+    # one trial's end, as a trial's start asks for it, parsing only the lines naming it
+    for trial in ("a", "b", "c", "d"):
+        assert ended_result(tmp_path, trial) == ended_results(tmp_path).get(trial)
