@@ -55,13 +55,21 @@ def _callbacks(settings: SearchSettings, log: Callable[[str], None]) -> list:
     class ReleaseLocks(tune.Callback):
         """ASHA stops a trial by killing it, so its graph lock is freed here, on the driver."""
 
+        def ended(self, trial) -> None:
+            result = trial.last_result or {}
+            record_ended(settings.run_dir, trial.trial_id, result)
+            # a trial trains the one graph its results name; looking through every graph's
+            # folder instead cost a little more per trial with every graph the search made
+            if result.get("key"):
+                store.release(result["key"], trial.trial_id)
+            else:  # it failed before its first epoch
+                store.release_all_of(trial.trial_id)
+
         def on_trial_complete(self, iteration, trials, trial, **info):
-            record_ended(settings.run_dir, trial.trial_id, trial.last_result or {})
-            store.release_all_of(trial.trial_id)
+            self.ended(trial)
 
         def on_trial_error(self, iteration, trials, trial, **info):
-            record_ended(settings.run_dir, trial.trial_id, trial.last_result or {})
-            store.release_all_of(trial.trial_id)
+            self.ended(trial)
 
     class Progress(tune.Callback):
         """One line per ended trial, and a status line of the running ones whenever

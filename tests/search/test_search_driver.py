@@ -5,6 +5,7 @@ Each search runs the CLI in a subprocess, as a user does; Ray starts and stops w
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -100,6 +101,7 @@ def test_search_completes_and_asha_stops_trials_early(tiny_search) -> None:
     table = trial_table(run_dir)
     assert len(table) == 10
     assert (table["status"] == "pruned").sum() >= 1, table
+    assert not list((run_dir / "graphs").glob("*/lock"))  # every graph free again
     assert (table["status"] == "complete").sum() >= 1, table
     assert set(table.loc[table["status"] == "pruned", "epochs"]) <= set(range(1, EPOCHS))
     assert "10 trials" in result.stdout and "stopped early by ASHA" in result.stdout
@@ -159,6 +161,27 @@ def test_trials_checkpoint_only_where_asha_may_stop_them(tiny_search) -> None:
         taken = [m for m in (1, 2, 4, EPOCHS) if m <= epochs]
         expected = {f"checkpoint_{len(taken) - 1:06d}": taken[-1]}
         assert _progress_checkpoints(run_dir / f"trial_{trial}") == expected, (trial, epochs)
+
+
+def test_the_driver_frees_the_graph_an_ended_trial_held(tiny_search, tmp_path: Path) -> None:
+    # a trial killed mid-epoch cannot free its graph itself: the driver does, when Tune says
+    # it ended, from the graph its results name, or from every folder if it reported none
+    from types import SimpleNamespace
+
+    from dcl_search.search import SearchSettings
+    from dcl_search.search._driver import _callbacks
+    from dcl_search.search._store import GraphStore
+
+    run_dir, _ = tiny_search
+    settings = dataclasses.replace(SearchSettings.load(run_dir), storage=str(tmp_path), name="run")
+    settings.run_dir.mkdir()
+    release = next(c for c in _callbacks(settings, print) if type(c).__name__ == "ReleaseLocks")
+    store = GraphStore(settings.run_dir / "graphs")
+    assert store.acquire("k1", "t1") and store.acquire("k2", "t2") and store.acquire("k3", "t3")
+    release.on_trial_complete(0, [], SimpleNamespace(trial_id="t1", last_result={"key": "k1"}))
+    release.on_trial_error(0, [], SimpleNamespace(trial_id="t2", last_result=None))
+    assert (store.owner("k1"), store.owner("k2"), store.owner("k3")) == (None, None, "t3")
+    assert set(ended_results(settings.run_dir)) == {"t1", "t2"}
 
 
 def test_leaderboard_has_one_row_per_trial(tiny_search) -> None:
