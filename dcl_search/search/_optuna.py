@@ -63,11 +63,16 @@ class PrunedAwareOptunaSearch(OptunaSearch):
         # first value and would warn about each one on the console
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", "The reported value is ignored", UserWarning)
-            super().on_trial_result(trial_id, result)
+            try:
+                super().on_trial_result(trial_id, result)
+            except optuna.exceptions.UpdateFinishedTrialError:
+                self._ended_in_study(trial_id)
 
     def on_trial_complete(
         self, trial_id: str, result: dict | None = None, error: bool = False
     ) -> None:
+        if trial_id in self._told_before_resume():
+            return
         if trial_id in self._completed_trials or trial_id not in self._ot_trials:
             super().on_trial_complete(trial_id, result, error)
             return
@@ -77,7 +82,11 @@ class PrunedAwareOptunaSearch(OptunaSearch):
             # stopped at its first rung would reach Optuna with no value at all.
             with warnings.catch_warnings():  # a resumed trial may replay an epoch already told
                 warnings.simplefilter("ignore", UserWarning)
-                self._ot_trials[trial_id].report(result[self.metric], int(epoch))
+                try:
+                    self._ot_trials[trial_id].report(result[self.metric], int(epoch))
+                except optuna.exceptions.UpdateFinishedTrialError:
+                    self._ended_in_study(trial_id)
+                    return
         if epoch is None or epoch >= self.max_epochs:
             super().on_trial_complete(trial_id, result, error)
             return
@@ -86,6 +95,20 @@ class PrunedAwareOptunaSearch(OptunaSearch):
         except Exception as problem:  # e.g. a NaN intermediate value
             logger.warning("could not tell trial %s as pruned: %s", trial_id, problem)
         self._completed_trials.add(trial_id)
+
+    def _ended_in_study(self, trial_id: str) -> None:
+        # The study's journal is written at once, Tune's copy of this searcher only with Tune's
+        # state: a driver killed in between resumes a searcher that takes the trial for running,
+        # and the trial ends again with its noted result (README, "Interrupt and resume"). The
+        # study keeps the end it was told first.
+        self._completed_trials.add(trial_id)
+        self._told_before_resume().add(trial_id)
+
+    def _told_before_resume(self) -> set[str]:
+        # not set in __init__: Tune restores a saved searcher's attributes, from older runs too
+        if not hasattr(self, "_resumed_ended"):
+            self._resumed_ended: set[str] = set()
+        return self._resumed_ended
 
 
 def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
