@@ -454,7 +454,15 @@ def test_a_killed_search_resumes_without_losing_or_retraining_trials(tmp_path: P
     assert len(table) == 12, table[["trial", "status", "epochs"]]
     assert set(ended) <= set(table["trial"])
     for trial, text in before.items():  # neither lost nor trained again
-        assert (run_dir / f"trial_{trial}/result.json").read_text() == text
+        after = (run_dir / f"trial_{trial}/result.json").read_text()
+        assert after.startswith(text)
+        # one that ended after Tune's last save ends again with its noted result, once
+        again = [json.loads(line) for line in after[len(text) :].splitlines()]
+        assert len(again) <= 1
+        for row in again:
+            assert row["epoch"] == ledger[trial]["epoch"]
+            assert row["acc_node0"] == ledger[trial]["acc_node0"]
+            assert row["trained_epochs"] == ledger[trial]["trained_epochs"]
     rows = table.set_index("trial")
     for trial in ended:  # each keeps the last result it ended with
         assert rows.loc[trial, "epochs"] == ledger[trial]["epoch"]
@@ -492,7 +500,7 @@ def _as_if_running(run_dir: Path, trial: str, results: bool = True) -> None:
     state_file.write_text(json.dumps(state))
 
 
-def test_a_trial_tunes_state_knew_without_a_result_ends_with_the_noted_one_on_resume(
+def test_trials_that_ended_after_tunes_last_save_end_with_the_noted_result_on_resume(
     tmp_path: Path,
 ) -> None:
     # A driver killed after a trial ended, but before Tune saved its state again, may leave a
@@ -500,7 +508,8 @@ def test_a_trial_tunes_state_knew_without_a_result_ends_with_the_noted_one_on_re
     # driver's ledger has its end. Built here from a finished search: its last trial so, a
     # trial ASHA stopped made unfinished (out of the ledger, running in Tune's state), so that
     # there is something to resume, and its first trial as if it had failed before its first
-    # epoch (no result in the ledger either).
+    # epoch (no result in the ledger either). The fourth ended after a save made while it ran,
+    # one with its results so far and a checkpoint.
     run_cli(
         search_command(
             tmp_path,
@@ -523,15 +532,17 @@ def test_a_trial_tunes_state_knew_without_a_result_ends_with_the_noted_one_on_re
     last = ends[-1]["trial"]
     stopped = next(e["trial"] for e in ends if e["result"]["epoch"] < 2)
     failed = ends[0]["trial"]  # noted as failed before its first epoch: it must run again
-    assert len({stopped, last, failed}) == 3, ends
-    noted = ended_results(run_dir)[last]
+    (known,) = {e["trial"] for e in ends} - {stopped, last, failed}
+    noted = ended_results(run_dir)
     for trial in (last, failed):
         _as_if_running(run_dir, trial, results=False)
-    _as_if_running(run_dir, stopped)
+    for trial in (stopped, known):
+        _as_if_running(run_dir, trial)
     kept = [line for line in lines if f'"{stopped}"' not in line and f'"{failed}"' not in line]
     kept.append(json.dumps({"trial": failed, "result": {"trial_id": failed}}) + "\n")
     ledger_file.write_text("".join(kept))
     shutil.rmtree(run_dir / ".tune-state-backup", ignore_errors=True)
+    before = {t: (run_dir / f"trial_{t}/result.json").read_text() for t in (last, known)}
 
     # it failed: "Trial returned a result which did not include the specified metric(s)"
     result = run_cli(
@@ -541,9 +552,18 @@ def test_a_trial_tunes_state_knew_without_a_result_ends_with_the_noted_one_on_re
     rows = trial_table(run_dir).set_index("trial")
     assert len(rows) == 4 and rows.loc[stopped, "epochs"] == 2  # resumed to the end
     assert rows.loc[failed, "epochs"] == 2 and rows.loc[failed, "status"] == "complete"
-    assert rows.loc[last, "epochs"] == noted["epoch"]
-    assert rows.loc[last, "acc_node0"] == noted["acc_node0"]
-    assert rows.loc[last, "status"] in {"complete", "pruned"}
+    same = ("epoch", "acc_node0", "trained_epochs", "started_at")  # not trained again
+    for trial in (last, known):
+        assert rows.loc[trial, "epochs"] == noted[trial]["epoch"]
+        assert rows.loc[trial, "acc_node0"] == noted[trial]["acc_node0"]
+        assert rows.loc[trial, "status"] in {"complete", "pruned"}
+        after = (run_dir / f"trial_{trial}/result.json").read_text()
+        # Tune's record: begun anew where its state knew no checkpoint, else kept; either way
+        # the noted result is added once
+        kept = before[trial] if trial == known else ""
+        assert after.startswith(kept)
+        (again,) = [json.loads(line) for line in after[len(kept) :].splitlines()]
+        assert {k: again[k] for k in same} == {k: noted[trial][k] for k in same}
 
 
 def test_a_search_finds_the_default_data_folder_although_tune_runs_trials_elsewhere(
