@@ -14,7 +14,6 @@ import contextlib
 import sys
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 from dcl_search._ray import init_ray
 from dcl_search._words import counted
@@ -37,11 +36,9 @@ def _trial_dirname(trial) -> str:
     return f"trial_{trial.trial_id}"
 
 
-def _best(trials) -> str:
-    """The best last ``METRIC`` of ``trials``, as a percentage ('-' if none reported one)."""
-    scores = [
-        t.last_result[METRIC] for t in trials if (t.last_result or {}).get(METRIC) is not None
-    ]
+def _best(results: list[dict]) -> str:
+    """The best ``METRIC`` of ``results``, as a percentage ('-' if none has one)."""
+    scores = [r[METRIC] for r in results if r.get(METRIC) is not None]
     return f"{100 * max(scores):.2f}%" if scores else "-"
 
 
@@ -79,6 +76,18 @@ def _callbacks(settings: SearchSettings, log: Callable[[str], None]) -> list:
 
         def __init__(self) -> None:
             self.last_line = time.monotonic()
+            self.ended_unknown: list[dict] | None = None
+
+        def ended(self, trials, trial=None) -> list[dict]:
+            """Last results of the ended trials: those in Tune's list, and those in the ledger
+            of a killed driver that ended after Tune's last save, unknown to a resumed Tune."""
+            if getattr(self, "ended_unknown", None) is None:  # once, at the first line
+                known = {t.trial_id for t in trials}
+                noted = ended_results(settings.run_dir)
+                self.ended_unknown = [r for t, r in noted.items() if t not in known]
+            return self.ended_unknown + [
+                t.last_result or {} for t in trials if t is trial or t.status in _ENDED
+            ]
 
         def log(self, text: str) -> None:
             self.last_line = time.monotonic()
@@ -95,7 +104,7 @@ def _callbacks(settings: SearchSettings, log: Callable[[str], None]) -> list:
                 for tid, r in sorted(latest.items())
                 if r.get(METRIC) is not None
             )
-            ended = [t for t in trials if t.status in _ENDED]
+            ended = self.ended(trials)
             self.log(
                 f"... {len(ended)} of {counted(settings.samples, 'trial')} ended, best "
                 f"{_best(ended)}; running (epoch, {METRIC}): {running}"
@@ -103,7 +112,7 @@ def _callbacks(settings: SearchSettings, log: Callable[[str], None]) -> list:
 
         def _line(self, trials, trial, how: str) -> None:
             # Tune marks a completed trial TERMINATED only after this callback, a failed one before
-            ended = [t for t in trials if t is trial or t.status in _ENDED]
+            ended = self.ended(trials, trial)
             result = trial.last_result or {}
             accuracy = result.get(METRIC)
             shown = "-" if accuracy is None else f"{100 * accuracy:.2f}%"
@@ -164,6 +173,8 @@ def _searcher(settings: SearchSettings):
         storage=storage,
         study_name=settings.name,
         max_epochs=settings.recipe.epochs,
+        run_dir=settings.run_dir,
+        samples=settings.samples,
     )
     return ConcurrencyLimiter(searcher, max_concurrent=settings.concurrency)
 
@@ -203,12 +214,13 @@ def _new_tuner(settings: SearchSettings, log: Callable[[str], None]):
             storage_path=settings.storage,
             verbose=0,
             failure_config=tune.FailureConfig(max_failures=settings.max_failures),
-            # Keeping one makes Tune save its whole experiment state (about 24 KB per trial)
-            # after every trial checkpoint, so a trial's time grows with the trials before it
-            # (benchmarks/search_scaling.py); trials therefore checkpoint at ASHA's milestones
-            # only. Keeping all would skip those saves, but a killed search would then lose the
-            # trials that ended in the seconds before it, unknown to the state it resumes from.
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+            # Keeping all: with num_to_keep, Tune saves its whole experiment state (about 24 KB
+            # per trial) after every trial checkpoint, so that it never names a deleted one,
+            # and a trial's time grew with the trials before it (benchmarks/search_scaling.py).
+            # Tune now saves every 10 s or more; a trial that ended after its last save is in
+            # the driver's ledger (ended_trials.jsonl), which a resumed search counts. Trials
+            # checkpoint at ASHA's milestones only: a few small folders each.
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=None),
             callbacks=_callbacks(settings, log),
         ),
     )
@@ -265,12 +277,12 @@ def run_search(
     tuner = _restored_tuner(settings) if resume else _new_tuner(settings, log)
     started = time.perf_counter()
     with _trials_on_prestarted_workers():
-        results = tuner.fit()
+        tuner.fit()
     seconds = time.perf_counter() - started
     # Tune marks the trials it stops on Ctrl-C TERMINATED too (its saved state has them
-    # RUNNING): only the trials our callbacks saw end count
-    ran = {Path(result.path).name.removeprefix("trial_") for result in results}
-    ended = len(ran & ended_results(settings.run_dir).keys())
+    # RUNNING): only the trials our callbacks saw end count, those that ended after Tune's
+    # last save before a killed driver included, which the resumed Tune does not know
+    ended = len(ended_results(settings.run_dir))
     if ended < settings.samples:  # its running trials go on after --resume: not stale yet
         raise SearchInterrupted(ended, settings.samples, seconds)
     _fail_stale_optuna_trials(settings)

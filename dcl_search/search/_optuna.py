@@ -14,9 +14,11 @@ from typing import Any
 
 import optuna
 from optuna.trial import TrialState
+from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
 from dcl_search.search._space import SearchSpace, suggest_config
+from dcl_search.search._store import ended_results
 
 logger = logging.getLogger(__name__)
 
@@ -49,14 +51,45 @@ class DefineByRun:
 
 
 class PrunedAwareOptunaSearch(OptunaSearch):
-    """OptunaSearch that reports ASHA-stopped trials (fewer than ``max_epochs``) as PRUNED."""
+    """OptunaSearch that reports ASHA-stopped trials (fewer than ``max_epochs``) as PRUNED,
+    and, given ``run_dir`` and ``samples``, counts the trials that ended after Tune's last save
+    of a killed search towards ``samples`` when it resumes."""
 
     def __init__(
-        self, *args: Any, max_epochs: int, epoch_key: str = "epoch", **kwargs: Any
+        self,
+        *args: Any,
+        max_epochs: int,
+        epoch_key: str = "epoch",
+        run_dir: Path | None = None,
+        samples: int | None = None,
+        **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
         self.max_epochs = max_epochs
         self.epoch_key = epoch_key
+        self.run_dir = run_dir
+        self.samples = samples
+        self.ended_unknown = 0
+
+    def restore(self, checkpoint_path: str) -> None:
+        super().restore(checkpoint_path)
+        # Tune saves this searcher with its own state, every few seconds: a trial suggested
+        # after the last save and ended before a killed driver is in the driver's ledger of
+        # ended trials but unknown to both. It counts as one of the samples (its result is in
+        # the ledger), so the resumed search suggests one fewer.
+        run_dir = getattr(self, "run_dir", None)  # None in a searcher saved by older versions
+        if run_dir is not None:
+            self.ended_unknown = len(ended_results(run_dir).keys() - self._ot_trials.keys())
+
+    def suggest(self, trial_id: str) -> dict | None:
+        samples = getattr(self, "samples", None)
+        if (
+            samples is not None
+            and trial_id not in self._ot_trials
+            and len(self._ot_trials) + getattr(self, "ended_unknown", 0) >= samples
+        ):
+            return Searcher.FINISHED
+        return super().suggest(trial_id)
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         # a resumed trial reports again the epochs after its last checkpoint: Optuna keeps the

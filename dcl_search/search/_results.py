@@ -71,10 +71,12 @@ def trial_table(run_dir: str | Path) -> pd.DataFrame:
     rows = []
     known = known_trials(run_dir)
     ended = ended_results(run_dir)
-    for trial_dir in sorted(run_dir.glob("trial_*")):
-        if known is not None and trial_dir.name.removeprefix("trial_") not in known:
+    # a trial that ended after Tune's last save before a killed driver is in the ledger only
+    started = {p.name.removeprefix("trial_") for p in run_dir.glob("trial_*")}
+    for trial_id in sorted(started | ended.keys()):
+        trial_dir = run_dir / f"trial_{trial_id}"
+        if known is not None and trial_id not in known and trial_id not in ended:
             continue  # started just before a killed driver's last save, then run again as another
-        trial_id = trial_dir.name.removeprefix("trial_")
         result = ended.get(trial_id) or next(reversed(trial_results(trial_dir)), {})
         errored = (trial_dir / "error.txt").exists() or (trial_dir / "error.pkl").exists()
         if not result and not errored:

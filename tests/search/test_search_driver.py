@@ -29,7 +29,6 @@ from dcl_search.graphs import read_graph
 from dcl_search.search import export_run, trial_table
 from dcl_search.search._fidelity import MIN_GRAPHS, describe_fidelity
 from dcl_search.search._optuna import optuna_storage
-from dcl_search.search._state_backup import known_trials
 from dcl_search.search._store import ended_results
 from dcl_search.training import CollaborativeTrainer
 
@@ -151,15 +150,15 @@ def _progress_checkpoints(trial_dir: Path) -> dict[str, int]:
 
 
 def test_trials_checkpoint_only_where_asha_may_stop_them(tiny_search) -> None:
-    # Tune saves its whole experiment state after each checkpoint, so trials take one only at
-    # ASHA's rungs (grace 1, factor 2: epochs 1, 2 and 4) and at the last epoch; Tune numbers
-    # them from 0 and keeps the latest
+    # trials take one only at ASHA's rungs (grace 1, factor 2: epochs 1, 2 and 4) and at the
+    # last epoch, a few bytes each; Tune numbers them from 0 and keeps them all (keeping fewer
+    # made it save its whole experiment state after each)
     run_dir, _ = tiny_search
     table = trial_table(run_dir)
     assert table["epochs"].max() == EPOCHS  # some trials passed every rung
     for trial, epochs in zip(table["trial"], table["epochs"], strict=True):
         taken = [m for m in (1, 2, 4, EPOCHS) if m <= epochs]
-        expected = {f"checkpoint_{len(taken) - 1:06d}": taken[-1]}
+        expected = {f"checkpoint_{i:06d}": epoch for i, epoch in enumerate(taken)}
         assert _progress_checkpoints(run_dir / f"trial_{trial}") == expected, (trial, epochs)
 
 
@@ -425,16 +424,8 @@ def test_a_killed_search_resumes_without_losing_or_retraining_trials(tmp_path: P
     deadline = time.time() + 300
     run_dir = tmp_path / "results/run"
     while time.time() < deadline and len(_ended_trials(log)) < 4 and process.poll() is None:
-        time.sleep(0.2)
-    # Tune saves its state at the end of the step in which a trial ended, just after the
-    # driver printed the trial's line; a kill in between leaves a trial that ended at its first
-    # checkpoint out of the state the search resumes from, which then samples another graph
-    # in its place (README, "Interrupt and resume"). Killed once the state knows them, the
-    # search must lose none.
-    while time.time() < deadline and not set(_ended_trials(log)) <= (
-        known_trials(run_dir) or set()
-    ):
         time.sleep(0.05)
+    # Tune saves its state every 10 s or more: some of these trials ended after its last save
     os.killpg(process.pid, signal.SIGKILL)  # the driver and the Ray processes it started
     process.wait()
     ended = _ended_trials(log)
@@ -500,6 +491,31 @@ def _as_if_running(run_dir: Path, trial: str, results: bool = True) -> None:
     state_file.write_text(json.dumps(state))
 
 
+def _as_if_never_saved(run_dir: Path, trial: str) -> None:
+    """Rewrites Tune's saved state, its searcher's and its sample count as if saved before
+    ``trial`` was suggested, and removes the trial's folder: only the driver's ledger has it."""
+    import pickle
+
+    def latest(pattern: str) -> Path:
+        return max(run_dir.glob(pattern), key=lambda p: p.name)
+
+    state_file = latest("experiment_state-*.json")
+    state = json.loads(state_file.read_text())
+    state["trial_data"] = [e for e in state["trial_data"] if json.loads(e[0])["trial_id"] != trial]
+    state_file.write_text(json.dumps(state))
+    searcher_file = latest("searcher-state-*.pkl")
+    searcher = pickle.loads(searcher_file.read_bytes())
+    del searcher["_ot_trials"][trial]
+    searcher["_completed_trials"].discard(trial)
+    searcher_file.write_bytes(pickle.dumps(searcher))
+    generator_file = latest("search_gen_state-*.json")  # a pickle despite its name
+    generator = pickle.loads(generator_file.read_bytes())
+    generator["counter"] -= 1
+    generator["finished"] = False
+    generator_file.write_bytes(pickle.dumps(generator))
+    shutil.rmtree(run_dir / f"trial_{trial}")
+
+
 def test_trials_that_ended_after_tunes_last_save_end_with_the_noted_result_on_resume(
     tmp_path: Path,
 ) -> None:
@@ -509,13 +525,14 @@ def test_trials_that_ended_after_tunes_last_save_end_with_the_noted_result_on_re
     # trial ASHA stopped made unfinished (out of the ledger, running in Tune's state), so that
     # there is something to resume, and its first trial as if it had failed before its first
     # epoch (no result in the ledger either). The fourth ended after a save made while it ran,
-    # one with its results so far and a checkpoint.
+    # one with its results so far and a checkpoint. The fifth was suggested after the last save
+    # and ended before the kill: Tune, its searcher and its count of samples never knew it.
     run_cli(
         search_command(
             tmp_path,
             TINY_SPACE,
             "--samples",
-            "4",
+            "5",
             "--epochs",
             "2",
             "--sampler",
@@ -532,8 +549,9 @@ def test_trials_that_ended_after_tunes_last_save_end_with_the_noted_result_on_re
     last = ends[-1]["trial"]
     stopped = next(e["trial"] for e in ends if e["result"]["epoch"] < 2)
     failed = ends[0]["trial"]  # noted as failed before its first epoch: it must run again
-    (known,) = {e["trial"] for e in ends} - {stopped, last, failed}
+    known, unsaved = sorted({e["trial"] for e in ends} - {stopped, last, failed})
     noted = ended_results(run_dir)
+    _as_if_never_saved(run_dir, unsaved)
     for trial in (last, failed):
         _as_if_running(run_dir, trial, results=False)
     for trial in (stopped, known):
@@ -548,9 +566,18 @@ def test_trials_that_ended_after_tunes_last_save_end_with_the_noted_result_on_re
     result = run_cli(
         [sys.executable, "-m", "dcl_search", "search", "--resume", str(run_dir)], tmp_path
     )
-    assert "4 trials" in result.stdout
+    assert "5 trials" in result.stdout
     rows = trial_table(run_dir).set_index("trial")
-    assert len(rows) == 4 and rows.loc[stopped, "epochs"] == 2  # resumed to the end
+    assert len(rows) == 5 and rows.loc[stopped, "epochs"] == 2  # resumed to the end
+    # the unknown one counts as one of the 5 samples: no sixth graph was sampled in its place
+    assert len(optuna.load_study(study_name="run", storage=optuna_storage(run_dir)).trials) == 5
+    assert rows.loc[unsaved, "epochs"] == noted[unsaved]["epoch"]
+    assert rows.loc[unsaved, "acc_node0"] == noted[unsaved]["acc_node0"]
+    assert rows.loc[unsaved, "status"] in {"complete", "pruned"}
+    assert unsaved in (run_dir / "export/leaderboard.csv").read_text()
+    # the resumed driver counts it among the ended trials
+    counted = [f"{m.group(1)}/{m.group(2)}" for m in _progress(result.stderr)]
+    assert counted and counted[-1] == "5/5", result.stderr[-2000:]
     assert rows.loc[failed, "epochs"] == 2 and rows.loc[failed, "status"] == "complete"
     same = ("epoch", "acc_node0", "trained_epochs", "started_at")  # not trained again
     for trial in (last, known):
@@ -622,21 +649,25 @@ def test_long_trials_show_a_status_line_of_the_running_ones(tmp_path: Path) -> N
 def test_ctrl_c_says_the_search_was_interrupted_and_resume_finishes_it(tmp_path: Path) -> None:
     """Tune catches Ctrl-C and returns as if done; the command must not claim it finished."""
     command = search_command(
-        tmp_path, TINY_SPACE, "--samples", "2", "--epochs", "20", "--grace-period", "20"
-    )
-    env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
-    process = subprocess.Popen(
-        command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env=env, start_new_session=True,
+        tmp_path, TINY_SPACE, "--samples", "2", "--epochs", "20", "--grace-period", "20",
+        "--status-every", "0.1",
     )  # fmt: skip
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
+    log = tmp_path / "driver.log"
+    with log.open("w") as handle:
+        process = subprocess.Popen(
+            command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=handle, text=True, env=env,
+            start_new_session=True,
+        )  # fmt: skip
     run_dir = tmp_path / "results/run"
     deadline = time.time() + 300
-    while time.time() < deadline and not any(
-        path.stat().st_size for path in run_dir.glob("trial_*/result.json")
+    while time.time() < deadline and not re.search(
+        r"running \(epoch, \w+\): \w+ \d+/20", log.read_text()
     ):
-        time.sleep(0.2)
+        time.sleep(0.05)
     os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C in a terminal sends
-    out, err = process.communicate(timeout=300)
+    out, _ = process.communicate(timeout=300)
+    err = log.read_text()
     assert process.returncode == 130, err[-3000:]
     last = err.strip().splitlines()[-1]
     assert re.fullmatch(
