@@ -74,14 +74,15 @@ def _callbacks(settings: SearchSettings, log: Callable[[str], None]) -> list:
         Counts and best come from Tune's trial list, not from this object, so a resumed
         search goes on counting from the trials it restored."""
 
+        ended_unknown: list[dict] | None = None  # a class default: Tune may restore an older one
+
         def __init__(self) -> None:
             self.last_line = time.monotonic()
-            self.ended_unknown: list[dict] | None = None
 
         def ended(self, trials, trial=None) -> list[dict]:
             """Last results of the ended trials: those in Tune's list, and those in the ledger
             of a killed driver that ended after Tune's last save, unknown to a resumed Tune."""
-            if getattr(self, "ended_unknown", None) is None:  # once, at the first line
+            if self.ended_unknown is None:  # once, at the first line
                 known = {t.trial_id for t in trials}
                 noted = ended_results(settings.run_dir)
                 self.ended_unknown = [r for t, r in noted.items() if t not in known]

@@ -55,6 +55,11 @@ class PrunedAwareOptunaSearch(OptunaSearch):
     and, given ``run_dir`` and ``samples``, counts the trials that ended after Tune's last save
     of a killed search towards ``samples`` when it resumes."""
 
+    # class defaults: a searcher pickled by an older version is restored without them
+    run_dir: Path | None = None
+    samples: int | None = None
+    ended_unknown = 0
+
     def __init__(
         self,
         *args: Any,
@@ -69,7 +74,6 @@ class PrunedAwareOptunaSearch(OptunaSearch):
         self.epoch_key = epoch_key
         self.run_dir = run_dir
         self.samples = samples
-        self.ended_unknown = 0
 
     def restore(self, checkpoint_path: str) -> None:
         super().restore(checkpoint_path)
@@ -77,16 +81,14 @@ class PrunedAwareOptunaSearch(OptunaSearch):
         # after the last save and ended before a killed driver is in the driver's ledger of
         # ended trials but unknown to both. It counts as one of the samples (its result is in
         # the ledger), so the resumed search suggests one fewer.
-        run_dir = getattr(self, "run_dir", None)  # None in a searcher saved by older versions
-        if run_dir is not None:
-            self.ended_unknown = len(ended_results(run_dir).keys() - self._ot_trials.keys())
+        if self.run_dir is not None:
+            self.ended_unknown = len(ended_results(self.run_dir).keys() - self._ot_trials.keys())
 
     def suggest(self, trial_id: str) -> dict | None:
-        samples = getattr(self, "samples", None)
         if (
-            samples is not None
+            self.samples is not None
             and trial_id not in self._ot_trials
-            and len(self._ot_trials) + getattr(self, "ended_unknown", 0) >= samples
+            and len(self._ot_trials) + self.ended_unknown >= self.samples
         ):
             return Searcher.FINISHED
         return super().suggest(trial_id)
@@ -104,9 +106,9 @@ class PrunedAwareOptunaSearch(OptunaSearch):
     def on_trial_complete(
         self, trial_id: str, result: dict | None = None, error: bool = False
     ) -> None:
-        if trial_id in self._told_before_resume():
-            return
-        if trial_id in self._completed_trials or trial_id not in self._ot_trials:
+        if trial_id in self._completed_trials:
+            return  # e.g. one the study had ended before a killed driver (_ended_in_study)
+        if trial_id not in self._ot_trials:
             super().on_trial_complete(trial_id, result, error)
             return
         epoch = None if (error or result is None) else result.get(self.epoch_key)
@@ -135,13 +137,6 @@ class PrunedAwareOptunaSearch(OptunaSearch):
         # and the trial ends again with its noted result (README, "Interrupt and resume"). The
         # study keeps the end it was told first.
         self._completed_trials.add(trial_id)
-        self._told_before_resume().add(trial_id)
-
-    def _told_before_resume(self) -> set[str]:
-        # not set in __init__: Tune restores a saved searcher's attributes, from older runs too
-        if not hasattr(self, "_resumed_ended"):
-            self._resumed_ended: set[str] = set()
-        return self._resumed_ended
 
 
 def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
