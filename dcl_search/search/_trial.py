@@ -68,10 +68,10 @@ def _reported_so_far() -> int:
 class _Reporter:
     """Reports epochs to Tune in order, with a tiny checkpoint saying how many were reported.
 
-    The checkpoint goes with the milestones' epochs only, whether trained or replayed. Tune
-    saves its whole experiment state after each (see ``_new_tuner``), a cost that grows with
-    the number of trials; every trial ends right after one, ASHA stopping trials only at its
-    rungs, and a restored trial replays the epochs after its last one from the graph store.
+    The checkpoint goes with the milestones' epochs only, whether trained or replayed: Tune
+    keeps them all (see ``_new_tuner``), and each adds to the experiment state it saves. Every
+    trial ends right after one, ASHA stopping trials only at its rungs, and a restored trial
+    replays the epochs after its last one from the graph store.
     """
 
     def __init__(self, extra: dict[str, Any], milestones: set[int]) -> None:
