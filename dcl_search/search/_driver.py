@@ -46,6 +46,7 @@ def _callbacks(settings: SearchSettings, log: Callable[[str], None]) -> list:
     from ray import tune
 
     from dcl_search.search._state_backup import back_up_state
+    from dcl_search.search._tensorboard import TensorBoardLogger
 
     store = GraphStore(settings.run_dir / "graphs")
 
@@ -149,7 +150,12 @@ def _callbacks(settings: SearchSettings, log: Callable[[str], None]) -> list:
         def on_step_end(self, iteration, trials, **info) -> None:
             self.saved_at = back_up_state(settings.run_dir, self.saved_at)
 
-    return [ReleaseLocks(), Progress(), StateBackup()]
+    callbacks = [ReleaseLocks(), Progress(), StateBackup()]
+    try:
+        callbacks.append(TensorBoardLogger())
+    except ImportError:  # no tensorboardX: no TensorBoard files, as with Tune's own logger
+        pass
+    return callbacks
 
 
 def _searcher(settings: SearchSettings):

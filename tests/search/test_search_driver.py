@@ -12,6 +12,7 @@ import os
 import re
 import shutil
 import signal
+import struct
 import subprocess
 import sys
 import time
@@ -160,6 +161,86 @@ def test_trials_checkpoint_only_where_asha_may_stop_them(tiny_search) -> None:
         taken = [m for m in (1, 2, 4, EPOCHS) if m <= epochs]
         expected = {f"checkpoint_{i:06d}": epoch for i, epoch in enumerate(taken)}
         assert _progress_checkpoints(run_dir / f"trial_{trial}") == expected, (trial, epochs)
+
+
+def _tensorboard_scalars(trial_dir: Path) -> dict[tuple[str, int], float]:
+    """(tag, step) → value of the ``ray/tune/`` scalars in a trial's TensorBoard event files
+    (TFRecords: length, its CRC, an Event protocol buffer, its CRC)."""
+    from tensorboardX.proto.event_pb2 import Event
+
+    scalars = {}
+    for path in trial_dir.glob("events.out.tfevents.*"):
+        data, at = path.read_bytes(), 0
+        while at < len(data):
+            (length,) = struct.unpack("<Q", data[at : at + 8])
+            event = Event.FromString(data[at + 12 : at + 12 + length])
+            at += 12 + length + 4
+            for value in event.summary.value:
+                if value.tag.startswith("ray/tune/"):
+                    assert (value.tag, event.step) not in scalars
+                    scalars[value.tag, event.step] = value.simple_value
+    return scalars
+
+
+def test_tensorboard_shows_every_number_of_every_epoch_under_tunes_tags(tiny_search) -> None:
+    # what Tune's own logger writes: every number of a result but a few of Tune's (bools
+    # included), at step training_iteration; one event per result instead of one per number
+    run_dir, _ = tiny_search
+    not_logged = {"config", "pid", "timestamp", "time_total_s", "training_iteration"}
+    for trial_dir in run_dir.glob("trial_*"):
+        rows = [json.loads(line) for line in (trial_dir / "result.json").read_text().splitlines()]
+        expected = {
+            (f"ray/tune/{key}", row["training_iteration"]): float(value)
+            for row in rows
+            for key, value in row.items()
+            if key not in not_logged and isinstance(value, (int, float))
+        }
+        assert {("ray/tune/acc_node0", len(rows)), ("ray/tune/done", 1)} <= expected.keys()
+        scalars = _tensorboard_scalars(trial_dir)
+        assert scalars.keys() == expected.keys(), trial_dir
+        for key, value in expected.items():
+            assert scalars[key] == pytest.approx(value, rel=1e-6), key
+
+
+class _Trial:
+    """What Tune's loggers read of a trial (a dict key: hashed by identity)."""
+
+    def __init__(self, folder: Path) -> None:
+        self.local_path, self.evaluated_params = str(folder), {}
+
+    def init_local_path(self) -> None:
+        pass
+
+
+def test_the_tensorboard_logger_writes_what_tunes_own_logger_writes(tmp_path: Path) -> None:
+    # both real, on the same results; Tune's wrote an event per number and forced each result
+    # to disk (4.4 ms of the driver per epoch, benchmarks/tensorboard_logger.py)
+    from ray.tune.logger import TBXLoggerCallback
+
+    from dcl_search.search._tensorboard import TensorBoardLogger
+
+    results = [
+        {"acc_node0": 0.5 + epoch / 10, "epoch": epoch, "done": epoch == 3, "key": "abc",
+         "training_iteration": epoch, "timestamp": 1796313412, "config": {"n": 2},
+         "nested": {"a": 1.5}, "nan": float("nan"), "checkpoint_dir_name": None}
+        for epoch in (1, 2, 3)
+    ]  # fmt: skip
+    scalars = {}
+    for logger in (TBXLoggerCallback(), TensorBoardLogger()):
+        folder = tmp_path / type(logger).__name__
+        folder.mkdir()
+        trial = _Trial(folder)
+        for result in results:
+            logger.log_trial_result(result["training_iteration"], trial, result)
+        logger.log_trial_end(trial)
+        scalars[type(logger).__name__] = _tensorboard_scalars(folder)
+    assert scalars["TensorBoardLogger"] == scalars["TBXLoggerCallback"]
+    assert scalars["TensorBoardLogger"] == {
+        **{("ray/tune/acc_node0", e): pytest.approx(0.5 + e / 10) for e in (1, 2, 3)},
+        **{("ray/tune/epoch", e): e for e in (1, 2, 3)},
+        **{("ray/tune/done", e): float(e == 3) for e in (1, 2, 3)},
+        **{("ray/tune/nested/a", e): 1.5 for e in (1, 2, 3)},
+    }
 
 
 def test_the_driver_frees_the_graph_an_ended_trial_held(tiny_search, tmp_path: Path) -> None:
