@@ -1,6 +1,6 @@
-"""Starting and stopping Ray. Apart from the search package, which imports torch, so that the
-command line stops Ray without it, and apart from Ray itself until it is needed: reading a
-search's results (export, the tables) never pays for Ray's import."""
+"""Starting and stopping Ray. Apart from the search package, so that the command line stops
+Ray without importing it, and apart from Ray itself until it is needed: reading a search's
+results (export, the tables) never pays for Ray's import."""
 
 from __future__ import annotations
 

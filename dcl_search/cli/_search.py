@@ -241,24 +241,14 @@ def _refuse_changed_settings(args: argparse.Namespace) -> None:
 
 
 def _prepare(args: argparse.Namespace) -> SearchSettings:
-    """The settings and the dataset check, before Ray starts: a mistake is one line at once.
-
-    Starting Ray beside the preparation (or beside its imports too) no longer shortens a
-    search's start, as measured since Ray starts faster (README, "Search overhead"), and every
-    failed check would wait for Ray's start and stop (3.2-4.0 s instead of 1.45 s).
-    """
-    from dcl_search.search import SearchSettings, cached_data
+    """The settings, checked before Ray starts: a mistake is one line at once."""
+    from dcl_search.search import SearchSettings
 
     if args.resume:
         _refuse_changed_settings(args)
     settings = SearchSettings.load(args.resume) if args.resume else _settings(args)
     # stored, so that export, reeval and --resume load them without --plugin
-    settings = dataclasses.replace(settings, plugins=tuple(plugin_specs()))
-    if not args.address:
-        # a missing or malformed dataset is one line now, not a failed trial after Ray's start
-        # (on a cluster the data lives on the workers, which may be other machines)
-        cached_data(settings.data)
-    return settings
+    return dataclasses.replace(settings, plugins=tuple(plugin_specs()))
 
 
 def _report_while_ray_stops(run_dir: Path, top: int, seconds: float | None) -> None:
@@ -269,25 +259,15 @@ def _report_while_ray_stops(run_dir: Path, top: int, seconds: float | None) -> N
         reported.result()
 
 
-def run(args: argparse.Namespace) -> int:
-    from dcl_search.cli._reeval import reevaluate_run
-    from dcl_search.search import (
-        SearchError,
-        SearchInterrupted,
-        all_trials_failed,
-        run_search,
-        search_finished,
-    )
-
-    settings = _prepare(args)
-    done = bool(args.resume) and search_finished(settings.run_dir, settings.samples)
-    if done:  # no need to start Ray: the export and --reeval-top still run
+def _announce(settings: SearchSettings, *, resumed: bool, done: bool) -> None:
+    """The search's first line, once it is sure to begin."""
+    if done:
         print(
             f"search {settings.run_dir} has finished all {counted(settings.samples, 'trial')} "
             "already; nothing to resume",
             file=sys.stderr,
         )
-    elif args.resume:
+    elif resumed:
         print(
             f"resuming search {settings.run_dir} ({settings.samples} samples in all)",
             file=sys.stderr,
@@ -307,10 +287,40 @@ def run(args: argparse.Namespace) -> int:
             "compiles it (cached for later trials and on each machine)",
             file=sys.stderr,
         )
+
+
+def run(args: argparse.Namespace) -> int:
+    from dcl_search.cli._reeval import reevaluate_run
+    from dcl_search.datasets._check import DatasetCheck
+    from dcl_search.search import (
+        SearchError,
+        SearchInterrupted,
+        all_trials_failed,
+        run_search,
+        search_finished,
+    )
+
+    settings = _prepare(args)
+    done = bool(args.resume) and search_finished(settings.run_dir, settings.samples)
+    # a missing or malformed dataset is one line, not a failed trial: it loads in a child
+    # process while Ray starts, and the search waits for it before any trial (on a cluster
+    # the data lives on the workers, which may be other machines)
+    data = settings.data
+    check = None if args.address else DatasetCheck(data.dataset, data.data_dir, data.val_fraction)
+
+    def ready() -> None:
+        if check is not None:
+            check.result()
+        _announce(settings, resumed=bool(args.resume), done=done)
+
     resume_hint = f"continue with: dcl-search search --resume {settings.run_dir}"
     try:
+        if done:  # no need to start Ray: the export and --reeval-top still run
+            ready()
         seconds = (
-            None if done else run_search(settings, resume=bool(args.resume), address=args.address)
+            None
+            if done
+            else run_search(settings, resume=bool(args.resume), address=args.address, ready=ready)
         )
     except SearchInterrupted as stop:
         # Tune caught the Ctrl-C and saved its state: what ended so far is still exported
@@ -326,6 +336,9 @@ def run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:  # before Tune ran, or a second Ctrl-C
         print(f"interrupted; {resume_hint}", file=sys.stderr)
         return 130
+    finally:
+        if check is not None:
+            check.cancel()
     if args.reeval_top:
         report_search(settings.run_dir, args.top, seconds)
     else:

@@ -10,19 +10,7 @@
 formulas, and :class:`CollaborativeNode` trains a node with them.
 """
 
-from dcl_search.collab._losses import (
-    LocalClassifier,
-    channel_std,
-    consensus_loss,
-    hierarchical_dropout,
-    kernel_loss,
-    mid_losses,
-    pull_push_loss,
-    pull_push_weights,
-    scale_gradient,
-    similarity_matrix,
-)
-from dcl_search.collab._node import CollaborativeNode, NodeOutput
+from dcl_search._lazy import lazy_exports
 from dcl_search.collab._options import (
     INTRA_OPTIONS,
     MULTI_INSTANCE,
@@ -34,6 +22,29 @@ from dcl_search.collab._options import (
     PullPushOptions,
     model_traits,
     node_options,
+)
+
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        **dict.fromkeys(
+            (
+                "LocalClassifier",
+                "channel_std",
+                "consensus_loss",
+                "hierarchical_dropout",
+                "kernel_loss",
+                "mid_losses",
+                "pull_push_loss",
+                "pull_push_weights",
+                "scale_gradient",
+                "similarity_matrix",
+            ),
+            "._losses",
+        ),
+        "CollaborativeNode": "._node",
+        "NodeOutput": "._node",
+    },
 )
 
 __all__ = [

@@ -22,13 +22,9 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-import torch
-from torch import nn
-
 from dcl_search._config import from_mapping
 from dcl_search._errors import GraphError
 from dcl_search._registry import Registry
-from dcl_search.models import build_model
 
 MULTI_INSTANCE = "multi-instance"
 
@@ -142,6 +138,11 @@ class ModelTraits:
 @functools.cache
 def model_traits(model: str) -> ModelTraits | None:
     """The traits of a registered model, or None if it does not describe its layout."""
+    import torch  # here: parsing and checking options needs no torch (dcl_search._lazy)
+    from torch import nn
+
+    from dcl_search.models import build_model
+
     with torch.device("meta"):
         net = build_model(model, num_classes=10, in_channels=3)
     try:

@@ -10,21 +10,24 @@ without editing this package::
 
 from __future__ import annotations
 
-# Imported for their registrations.
-from dcl_search.datasets import _cifar, _digits, _imagefolder, _imagenet32, _stl10, _svhn  # noqa: F401
-from dcl_search.datasets._base import (
+from dcl_search._lazy import lazy_exports
+from dcl_search.datasets._registry import (
     DATA_ENV_VAR,
     DATASETS,
-    DatasetSplits,
-    ImageSet,
-    RawDataset,
-    channel_stats,
-    load_dataset,
     register_dataset,
     resolve_data_dir,
 )
-from dcl_search.datasets._noise import uniform_label_noise
-from dcl_search.datasets._split import stratified_split
+
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        **dict.fromkeys(
+            ("DatasetSplits", "ImageSet", "RawDataset", "channel_stats", "load_dataset"), "._base"
+        ),
+        "uniform_label_noise": "._noise",
+        "stratified_split": "._split",
+    },
+)
 
 __all__ = [
     "DATASETS",

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import math
-import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,11 +11,13 @@ import numpy as np
 import torch
 
 from dcl_search._errors import DatasetError
-from dcl_search._registry import Registry
+from dcl_search.datasets._registry import (  # noqa: F401 (the loaders import them from here)
+    DATA_ENV_VAR,
+    DATASETS,
+    register_dataset,
+    resolve_data_dir,
+)
 from dcl_search.datasets._split import stratified_split
-
-DATA_ENV_VAR = "DCL_SEARCH_DATA"
-DEFAULT_DATA_DIR = Path("data")
 
 
 # eq=False: the generated __eq__ would compare tensors element-wise and fail on bool().
@@ -111,27 +112,6 @@ class DatasetSplits:
     @property
     def image_size(self) -> tuple[int, int]:
         return int(self.train.images.shape[2]), int(self.train.images.shape[3])
-
-
-Loader = Callable[[Path], RawDataset]
-
-DATASETS: Registry[Loader] = Registry("dataset")
-
-
-def register_dataset(name: str, *, overwrite: bool = False) -> Callable[[Loader], Loader]:
-    """Decorator registering ``loader(data_dir: Path) -> RawDataset`` under ``name``.
-
-    >>> @register_dataset("my-set")  # doctest: +SKIP
-    ... def load_my_set(data_dir: Path) -> RawDataset: ...
-    """
-    return DATASETS.register(name, overwrite=overwrite)
-
-
-def resolve_data_dir(data_dir: str | Path | None) -> Path:
-    """``data_dir`` itself, else ``$DCL_SEARCH_DATA``, else ``./data``."""
-    if data_dir is None:
-        data_dir = os.environ.get(DATA_ENV_VAR) or DEFAULT_DATA_DIR
-    return Path(data_dir).expanduser()
 
 
 def load_dataset(

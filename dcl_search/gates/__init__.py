@@ -2,19 +2,28 @@
 
 from __future__ import annotations
 
-from dcl_search.gates._gates import (
-    GATES,
-    CorrectGate,
-    CutoffGate,
-    Gate,
-    GateContext,
-    LinearGate,
-    NegativeLinearGate,
-    ThroughGate,
-    build_gate,
-    register_gate,
+from dcl_search._lazy import lazy_exports
+from dcl_search.gates._registry import GATES, register_gate
+
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        **dict.fromkeys(
+            (
+                "CorrectGate",
+                "CutoffGate",
+                "Gate",
+                "GateContext",
+                "LinearGate",
+                "NegativeLinearGate",
+                "ThroughGate",
+                "build_gate",
+            ),
+            "._gates",
+        ),
+        **dict.fromkeys(("GraphLoss", "kl_loss", "label_loss"), "._losses"),
+    },
 )
-from dcl_search.gates._losses import GraphLoss, kl_loss, label_loss
 
 __all__ = [
     "GATES",

@@ -22,7 +22,7 @@ from typing import ClassVar
 
 import torch
 
-from dcl_search._registry import Registry
+from dcl_search.gates._registry import GATES, register_gate
 
 
 @dataclass(frozen=True)
@@ -49,10 +49,6 @@ class Gate(ABC):
     @abstractmethod
     def __call__(self, per_sample_loss: torch.Tensor, context: GateContext) -> torch.Tensor:
         """The edge's contribution to the target node's loss (a 0-d tensor)."""
-
-
-GATES: Registry[type[Gate]] = Registry("gate")
-register_gate = GATES.register
 
 
 def build_gate(name: str) -> Gate:

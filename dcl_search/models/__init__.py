@@ -14,19 +14,26 @@ and a head, see :class:`ModelLayout`). Add a model without editing this package:
 
 from __future__ import annotations
 
-from dcl_search.models._base import (
-    MODELS,
-    ImageClassifier,
-    ModelLayout,
-    build_model,
-    count_parameters,
-    register_model,
+from dcl_search._lazy import lazy_exports
+from dcl_search.models._registry import MODELS, register_model
+
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "ImageClassifier": "._base",
+        "ModelLayout": "._base",
+        "build_model": "._base",
+        "count_parameters": "._base",
+        "CifarResNet": "._resnet",
+        "cifar_resnet": "._resnet",
+        "ResNet18": "._resnet18",
+        "MLP": "._tiny",
+        "TinyCNN": "._tiny",
+        "VGG": "._vgg",
+        "WideResNet": "._wide_resnet",
+        "wide_resnet": "._wide_resnet",
+    },
 )
-from dcl_search.models._resnet import CifarResNet, cifar_resnet
-from dcl_search.models._resnet18 import ResNet18
-from dcl_search.models._tiny import MLP, TinyCNN
-from dcl_search.models._vgg import VGG
-from dcl_search.models._wide_resnet import WideResNet, wide_resnet
 
 __all__ = [
     "MLP",

@@ -1,28 +1,13 @@
-"""The model registry, the builder and the structure every registered model shares."""
+"""The model builder and the structure every registered model shares."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from dcl_search._registry import Registry
-
-ModelFactory = Callable[..., nn.Module]
-
-MODELS: Registry[ModelFactory] = Registry("model")
-"""Name → ``factory(num_classes: int, in_channels: int = 3) -> nn.Module``."""
-
-
-def register_model(name: str, *, overwrite: bool = False) -> Callable[[ModelFactory], ModelFactory]:
-    """Decorator registering a model factory under ``name`` (see :data:`MODELS`).
-
-    >>> @register_model("my_net")
-    ... def my_net(num_classes: int, in_channels: int = 3) -> nn.Module: ...
-    """
-    return MODELS.register(name, overwrite=overwrite)
+from dcl_search.models._registry import MODELS, ModelFactory, register_model  # noqa: F401
 
 
 def _check_positive_int(name: str, value: object, minimum: int) -> int:

@@ -2,17 +2,10 @@
 
 from __future__ import annotations
 
+from dcl_search._lazy import lazy_exports
 from dcl_search.search._data import DataSpec, cached_data
 from dcl_search.search._driver import SearchInterrupted, init_ray, run_search
 from dcl_search.search._export import export_run
-from dcl_search.search._reeval import (
-    Candidate,
-    baselines,
-    format_summary,
-    summarize,
-    train_candidates,
-    without_checkpoints,
-)
 from dcl_search.search._results import (
     all_trials_failed,
     ranked,
@@ -33,6 +26,22 @@ from dcl_search.search._space import (
     suggest_config,
 )
 from dcl_search.search._store import GraphStore
+
+# re-evaluation trains in this process: torch, which a search's driver does not import
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    dict.fromkeys(
+        (
+            "Candidate",
+            "baselines",
+            "format_summary",
+            "summarize",
+            "train_candidates",
+            "without_checkpoints",
+        ),
+        "._reeval",
+    ),
+)
 
 __all__ = [
     "SEARCH_SPACES",

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from dcl_search.datasets import DatasetSplits, load_dataset
 from dcl_search.training import LabelNoise
+
+if TYPE_CHECKING:
+    from dcl_search.datasets import DatasetSplits
 
 
 @dataclass(frozen=True)
@@ -19,4 +22,6 @@ class DataSpec:
 
 @functools.lru_cache(maxsize=2)
 def cached_data(spec: DataSpec) -> DatasetSplits:
+    from dcl_search.datasets import load_dataset  # torch: in the workers, not in the driver
+
     return load_dataset(spec.dataset, spec.data_dir, val_fraction=spec.val_fraction)

@@ -15,7 +15,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 
-from dcl_search._ray import init_ray
+from dcl_search._ray import init_ray, stop_ray
 from dcl_search._words import counted
 from dcl_search.search._settings import SearchError, SearchSettings
 from dcl_search.search._store import GraphStore, ended_results, record_ended
@@ -255,14 +255,27 @@ def _restored_tuner(settings: SearchSettings):
         raise SearchError(f"{path}: cannot resume this search ({first})") from None
 
 
+def _import_tune() -> None:
+    """What the search imports besides Ray: Ray Tune, Optuna, the trainable (1.5-2 s)."""
+    import ray.tune.schedulers  # noqa: F401
+
+    import dcl_search.search._optuna  # noqa: F401
+    import dcl_search.search._tensorboard  # noqa: F401
+    import dcl_search.search._trial  # noqa: F401
+
+
 def run_search(
     settings: SearchSettings,
     *,
     resume: bool = False,
     address: str | None = None,
     log: Callable[[str], None] = lambda text: print(text, file=sys.stderr),
+    ready: Callable[[], None] = lambda: None,
 ) -> float:
     """Runs (or resumes) the search; returns its wall time in seconds.
+
+    ``ready`` runs once Ray has started, before the run folder is written or any trial runs
+    (the command line checks the dataset meanwhile); what it raises stops the search, and Ray.
 
     Raises :class:`SearchInterrupted` (after Tune has saved its state) when Ctrl-C ended the
     search before all its samples did: Tune catches the signal and returns as if done.
@@ -279,6 +292,12 @@ def run_search(
         gpus_per_task=settings.gpus_per_trial,
         noun="trial",
     )
+    try:
+        _import_tune()  # while the caller's check, if any, runs
+        ready()
+    except BaseException:
+        stop_ray()
+        raise
     settings.save()  # after init_ray's check: a search that cannot start leaves no folder
     GraphStore(settings.run_dir / "graphs").release_all()  # nothing runs yet: every lock is stale
     tuner = _restored_tuner(settings) if resume else _new_tuner(settings, log)

@@ -16,7 +16,6 @@ from typing import Any
 
 import networkx as nx
 import ray
-import torch
 from ray import tune
 from ray.tune.result import AUTO_RESULT_KEYS, DONE, EXPERIMENT_TAG, SHOULD_CHECKPOINT, TRIAL_ID
 
@@ -25,7 +24,7 @@ from dcl_search.search._data import cached_data
 from dcl_search.search._settings import SearchSettings
 from dcl_search.search._space import apply_hyperparameters, config_to_graph
 from dcl_search.search._store import GRAPH, GraphStore, ended_result
-from dcl_search.training import CollaborativeTrainer, Recipe, resolve_frozen_checkpoints
+from dcl_search.training import Recipe
 
 POLL_SECONDS = 0.5
 PROGRESS = "progress.json"
@@ -113,6 +112,10 @@ def _train(
     key: str,
     reporter: _Reporter,
 ) -> None:
+    # torch, here and in run_trial: the driver imports this module for Tune to name the
+    # trainable, and trains nothing (dcl_search._lazy)
+    from dcl_search.training import CollaborativeTrainer, resolve_frozen_checkpoints
+
     data = cached_data(settings.data)
     started = time.perf_counter()
     graph = resolve_frozen_checkpoints(
@@ -157,6 +160,8 @@ def _train(
 
 def run_trial(config: dict[str, Any], settings: SearchSettings) -> None:
     """The Tune function trainable: reports one result per epoch of the sampled graph."""
+    import torch
+
     started_at = time.time()
     torch.set_num_threads(max(1, int(settings.cpus_per_trial)))
     sampled, hyperparameters = config_to_graph(config, settings.space)

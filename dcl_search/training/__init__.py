@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from dcl_search.training._augment import Normalizer, random_crop_flip
+from dcl_search._lazy import lazy_exports
+from dcl_search.training._label_noise import LabelNoise
 from dcl_search.training._metrics import Accuracy, EpochMetrics
-from dcl_search.training._pretrain import resolve_frozen_checkpoints
 from dcl_search.training._recipe import (
     AugmentConfig,
     OptimizerConfig,
@@ -14,13 +14,20 @@ from dcl_search.training._recipe import (
     load_recipe,
     recipe_from_dict,
 )
-from dcl_search.training._run import RunResult, train_run
-from dcl_search.training._trainer import (
-    CollaborativeTrainer,
-    LabelNoise,
-    autocast_dtype,
-    precision_name,
-    resolve_device,
+
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "Normalizer": "._augment",
+        "random_crop_flip": "._augment",
+        "resolve_frozen_checkpoints": "._pretrain",
+        "RunResult": "._run",
+        "train_run": "._run",
+        **dict.fromkeys(
+            ("CollaborativeTrainer", "autocast_dtype", "precision_name", "resolve_device"),
+            "._trainer",
+        ),
+    },
 )
 
 __all__ = [

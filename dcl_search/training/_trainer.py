@@ -19,7 +19,6 @@ import shutil
 import time
 from collections.abc import Iterator
 from contextlib import nullcontext
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -34,27 +33,12 @@ from dcl_search.graphs import gate_of, graph_hash, graph_to_node_link
 from dcl_search.models import build_model
 from dcl_search.training._augment import Normalizer, random_crop_flip
 from dcl_search.training._checkpoint import atomic_torch_save, load_frozen_weights
+from dcl_search.training._label_noise import LabelNoise
 from dcl_search.training._metrics import Accuracy, EpochMetrics
 from dcl_search.training._recipe import Recipe, learning_rate
 
 CHECKPOINT_FORMAT = "dcl-search-checkpoint"
 CHECKPOINT_VERSION = 1
-
-
-@dataclass(frozen=True)
-class LabelNoise:
-    """Uniform label noise on the training labels: a fixed fraction of them replaced by a class
-    drawn uniformly from all classes, drawn once (``fixed``) or anew every epoch (``epoch``, the
-    protocol of Fang & Lin, Sec. IV-A)."""
-
-    fraction: float = 0.0
-    mode: Literal["epoch", "fixed"] = "epoch"
-
-    def __post_init__(self) -> None:
-        if not 0 <= self.fraction <= 1:
-            raise ValueError(f"label noise fraction is {self.fraction}, but must be in [0, 1]")
-        if self.mode not in ("epoch", "fixed"):
-            raise ValueError(f"label noise mode is {self.mode!r}; allowed values: epoch, fixed")
 
 
 def _inference(model: torch.nn.Module) -> torch.nn.Module:

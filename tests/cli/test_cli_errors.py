@@ -97,25 +97,44 @@ def test_missing_dataset_says_where_it_looked(tmp_path: Path, capsys) -> None:
     assert "cifar10" in line and str(tmp_path / "nodata") in line and "cifar-10-batches-py" in line
 
 
-def test_search_checks_the_dataset_before_starting_ray(tmp_path: Path, capsys) -> None:
-    import ray
-
-    assert not ray.is_initialized()  # no test starts Ray in this process
-    status = main(
-        [
-            "search",
-            "--dataset",
-            "cifar100",
-            "--data-dir",
-            str(tmp_path / "nodata"),
-            "--storage",
-            str(tmp_path / "results"),
-        ]
+def _search_cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "dcl_search", "search", "--storage", "results", *args],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "RAY_AUTH_MODE": "disabled"},
     )
-    line = _one_error_line(capsys, status)
-    assert "cifar100 dataset not found" in line and "cifar-100-python" in line
+
+
+def test_search_checks_the_dataset_before_any_trial_and_leaves_no_run(tmp_path: Path) -> None:
+    # the data loads in a child process while Ray starts (the driver imports no torch)
+    result = _search_cli(tmp_path, "--dataset", "cifar100", "--data-dir", "nodata")
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("dcl-search: error: "), result.stderr
+    assert "cifar100 dataset not found" in lines[0] and "cifar-100-python" in lines[0]
     assert not (tmp_path / "results").exists()
-    assert not ray.is_initialized()
+
+
+BROKEN_LOADER = """\
+from dcl_search.datasets import register_dataset
+
+
+@register_dataset("broken")
+def load_broken(data_dir):
+    raise RuntimeError("disk on fire")
+"""
+
+
+def test_a_loader_that_crashes_shows_its_traceback_and_leaves_no_run(tmp_path: Path) -> None:
+    (tmp_path / "broken.py").write_text(BROKEN_LOADER)
+    result = _search_cli(tmp_path, "--plugin", "broken.py", "--dataset", "broken")
+    assert result.returncode == 1
+    assert "checking dataset 'broken' failed" in result.stderr
+    assert 'raise RuntimeError("disk on fire")' in result.stderr  # the child's own traceback
+    assert not (tmp_path / "results").exists()
 
 
 def test_recipe_with_an_unknown_key(tmp_path: Path, capsys) -> None:

@@ -1,5 +1,6 @@
 """The command line loads its heavy libraries only in the commands that use them: ``--help``
-answers at once, and reading a search's results imports no Ray."""
+answers at once, reading a search's results imports no Ray, and a search's driver no torch
+(its trials import it in Ray's workers)."""
 
 from __future__ import annotations
 
@@ -33,6 +34,39 @@ def test_the_parser_and_help_load_no_torch_ray_or_pandas() -> None:
 )
 def test_the_search_settings_and_results_import_nothing_of_ray(module: str) -> None:
     assert _loaded_after(f"import {module}", ("ray",)) == []
+
+
+def test_what_a_search_driver_checks_and_runs_imports_no_torch() -> None:
+    statement = (
+        "from dcl_search.datasets import DATASETS; from dcl_search.gates import GATES; "
+        "from dcl_search.models import MODELS; "
+        "assert 'resnet110' in MODELS and 'correct' in GATES and 'cifar100' in DATASETS; "
+        "from dcl_search.graphs import preset_graph; preset_graph('dml:resnet32,resnet110'); "
+        "from dcl_search.search import load_search_space; "
+        "[load_search_space(name) for name in ('paper', 'demo')]; "
+        "from dcl_search.search._driver import _import_tune; _import_tune(); "
+        "from dcl_search.search._tensorboard import TensorBoardLogger; TensorBoardLogger()"
+    )
+    assert _loaded_after(statement, ("torch", "torchvision")) == []
+
+
+def test_tunes_copy_of_the_tensorboard_logger_loads_without_torch() -> None:
+    # Tune pickles its callbacks with the search, and --resume loads them
+    import pickle
+
+    from dcl_search.search._tensorboard import TensorBoardLogger
+
+    data = pickle.dumps(TensorBoardLogger())
+    statement = (
+        f"import pickle; assert type(pickle.loads({data!r})).__name__ == 'TensorBoardLogger'"
+    )
+    assert _loaded_after(statement, ("torch",)) == []
+
+
+def test_a_search_space_with_collaborative_options_checks_them_on_torch_models() -> None:
+    """Its models' layouts decide which options apply (built on the meta device)."""
+    statement = "from dcl_search.search import load_search_space; load_search_space('collab_demo')"
+    assert _loaded_after(statement, ("torch",)) == ["torch"]
 
 
 @pytest.mark.parametrize(

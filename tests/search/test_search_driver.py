@@ -243,6 +243,26 @@ def test_the_tensorboard_logger_writes_what_tunes_own_logger_writes(tmp_path: Pa
     }
 
 
+DRIVER_WITHOUT_TORCH = """\
+import sys
+
+from dcl_search.cli import main
+
+status = main(sys.argv[1:])
+print("driver imported torch:", "torch" in sys.modules)
+sys.exit(status)
+"""
+
+
+def test_the_driver_imports_no_torch_the_trials_do(tmp_path: Path) -> None:
+    # torch takes 2 s to import, at the start of every search: only Ray's workers train
+    command = search_command(tmp_path, ONE_GRAPH_SPACE, "--samples", "2", "--epochs", "2")
+    result = run_cli([sys.executable, "-c", DRIVER_WITHOUT_TORCH, *command[3:]], tmp_path)
+    assert "driver imported torch: False" in result.stdout
+    table = trial_table(tmp_path / "results/run")
+    assert len(table) == 2 and table["acc_node0"].min() > 0.2  # trained, by the workers
+
+
 def test_the_driver_frees_the_graph_an_ended_trial_held(tiny_search, tmp_path: Path) -> None:
     # a trial killed mid-epoch cannot free its graph itself: the driver does, when Tune says
     # it ended, from the graph its results name, or from every folder if it reported none
