@@ -214,7 +214,7 @@ class _Trial:
 
 def test_the_tensorboard_logger_writes_what_tunes_own_logger_writes(tmp_path: Path) -> None:
     # both real, on the same results; Tune's wrote an event per number and forced each result
-    # to disk (4.4 ms of the driver per epoch, benchmarks/tensorboard_logger.py)
+    # to disk (2.6 ms of the driver per epoch against 0.33, benchmarks/tensorboard_logger.py)
     from ray.tune.logger import TBXLoggerCallback
 
     from dcl_search.search._tensorboard import TensorBoardLogger
