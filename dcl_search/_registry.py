@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Generic, TypeVar
 
 from dcl_search._errors import RegistryError
@@ -23,16 +23,19 @@ class Registry(Generic[T]):
     >>> models.names()
     ['mlp']
 
-    ``builtin`` names entries by the module that registers them when imported: they are known
+    ``builtin`` maps a module to the entries it registers when imported: they are known
     (``in``, ``names()``) without importing it, and the first ``get`` imports it. A search's
     driver checks model, gate and dataset names this way without importing torch, which only
     its workers need (2 s of a search's start, README "Search overhead").
     """
 
-    def __init__(self, kind: str, builtin: Mapping[str, str] | None = None) -> None:
+    def __init__(self, kind: str, builtin: Mapping[str, Iterable[str]] | None = None) -> None:
         self.kind = kind
         self._entries: dict[str, T] = {}
-        self._builtin = dict(builtin or {})  # name → module, until that module registers it
+        # name → module, until that module registers it
+        self._builtin = {
+            name: module for module, names in (builtin or {}).items() for name in names
+        }
 
     def register(self, name: str, *, overwrite: bool = False) -> Callable[[T], T]:
         """Decorator adding an entry under ``name``; refuses to silently replace one."""

@@ -34,7 +34,7 @@ def things(tmp_path: Path, monkeypatch) -> Iterator[tuple[Registry, str]]:
     that module's name."""
     name = f"builtin_things_{tmp_path.name}"
     registry_module = f"{name}_registry"
-    registry = Registry("thing", builtin=dict.fromkeys(("alpha", "beta"), name))
+    registry = Registry("thing", builtin={name: ("alpha", "beta")})
     holder = type(sys)(registry_module)
     holder.things = registry
     monkeypatch.setitem(sys.modules, registry_module, holder)
@@ -72,7 +72,7 @@ def test_a_users_entry_under_a_builtin_name_is_refused_or_replaces_it(things) ->
 
 def test_a_builtin_module_that_does_not_register_its_name_is_named(things) -> None:
     _, module = things
-    stray = Registry("thing", builtin={"gamma": module})
+    stray = Registry("thing", builtin={module: ("gamma",)})
     with pytest.raises(
         RegistryError, match=f"{module} did not register the built-in thing 'gamma'"
     ):

@@ -26,9 +26,7 @@ _BUILTIN = {
     "dcl_search.datasets._svhn": ("svhn",),
 }
 
-DATASETS: Registry[Loader] = Registry(
-    "dataset", builtin={name: module for module, names in _BUILTIN.items() for name in names}
-)
+DATASETS: Registry[Loader] = Registry("dataset", builtin=_BUILTIN)
 
 
 def register_dataset(name: str, *, overwrite: bool = False) -> Callable[[Loader], Loader]:

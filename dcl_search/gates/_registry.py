@@ -11,8 +11,8 @@ if TYPE_CHECKING:
 
 GATES: Registry[type[Gate]] = Registry(
     "gate",
-    builtin=dict.fromkeys(
-        ("through", "cutoff", "linear", "negative_linear", "correct"), "dcl_search.gates._gates"
-    ),
+    builtin={
+        "dcl_search.gates._gates": ("through", "cutoff", "linear", "negative_linear", "correct")
+    },
 )
 register_gate = GATES.register

@@ -28,9 +28,7 @@ _BUILTIN = {
     ),
 }
 
-MODELS: Registry[ModelFactory] = Registry(
-    "model", builtin={name: module for module, names in _BUILTIN.items() for name in names}
-)
+MODELS: Registry[ModelFactory] = Registry("model", builtin=_BUILTIN)
 """Name → ``factory(num_classes: int, in_channels: int = 3) -> nn.Module``."""
 
 

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 from dcl_search._ray import init_ray, stop_ray
 from dcl_search._words import counted
 from dcl_search.search._settings import SearchError, SearchSettings
-from dcl_search.search._store import GraphStore, ended_results, record_ended
+from dcl_search.search._store import GraphStore, ended_results, ended_unknown, record_ended
 
 METRIC = "acc_node0"
 _ENDED = ("TERMINATED", "ERROR")  # Tune's statuses of a trial that will not report again
@@ -72,8 +72,8 @@ def _callbacks(settings: SearchSettings, log: Callable[[str], None]) -> list:
     class Progress(tune.Callback):
         """One line per ended trial, and a status line of the running ones whenever
         ``status_every`` seconds pass without a line (a paper-sized trial runs for hours).
-        Counts and best come from Tune's trial list, not from this object, so a resumed
-        search goes on counting from the trials it restored."""
+        Counts and best come from Tune's trial list and the driver's ledger, not from this
+        object, so a resumed search goes on counting from the trials that ended before it."""
 
         ended_unknown: list[dict] | None = None  # a class default: Tune may restore an older one
 
@@ -84,9 +84,7 @@ def _callbacks(settings: SearchSettings, log: Callable[[str], None]) -> list:
             """Last results of the ended trials: those in Tune's list, and those in the ledger
             of a killed driver that ended after Tune's last save, unknown to a resumed Tune."""
             if self.ended_unknown is None:  # once, at the first line
-                known = {t.trial_id for t in trials}
-                noted = ended_results(settings.run_dir)
-                self.ended_unknown = [r for t, r in noted.items() if t not in known]
+                self.ended_unknown = ended_unknown(settings.run_dir, (t.trial_id for t in trials))
             return self.ended_unknown + [
                 t.last_result or {} for t in trials if t is trial or t.status in _ENDED
             ]

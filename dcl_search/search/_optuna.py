@@ -18,7 +18,7 @@ from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
 from dcl_search.search._space import SearchSpace, suggest_config
-from dcl_search.search._store import ended_results
+from dcl_search.search._store import ended_unknown
 
 logger = logging.getLogger(__name__)
 
@@ -82,7 +82,7 @@ class PrunedAwareOptunaSearch(OptunaSearch):
         # ended trials but unknown to both. It counts as one of the samples (its result is in
         # the ledger), so the resumed search suggests one fewer.
         if self.run_dir is not None:
-            self.ended_unknown = len(ended_results(self.run_dir).keys() - self._ot_trials.keys())
+            self.ended_unknown = len(ended_unknown(self.run_dir, self._ot_trials))
 
     def suggest(self, trial_id: str) -> dict | None:
         if (

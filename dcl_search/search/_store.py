@@ -123,6 +123,13 @@ def ended_results(run_dir: str | Path) -> dict[str, dict[str, Any]]:
     return _furthest_ends(_ledger_lines(run_dir))
 
 
+def ended_unknown(run_dir: str | Path, known: Iterable[str]) -> list[dict[str, Any]]:
+    """Last results of the ended trials not among ``known``: on ``--resume``, those that ended
+    after Tune's last save before a killed driver, which neither Tune nor its searcher knows."""
+    known = set(known)
+    return [result for trial, result in ended_results(run_dir).items() if trial not in known]
+
+
 def ended_result(run_dir: str | Path, trial_id: str) -> dict[str, Any] | None:
     """``ended_results(run_dir).get(trial_id)``, parsing only the lines that name the trial:
     every trial's start asks, and need not parse the ends of all the trials before it."""
