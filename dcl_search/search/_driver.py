@@ -195,9 +195,10 @@ def _trainable(settings: SearchSettings):
 
 def _new_tuner(settings: SearchSettings, log: Callable[[str], None]):
     from ray import tune
-    from ray.tune.schedulers import ASHAScheduler
 
-    scheduler = ASHAScheduler(
+    from dcl_search.search._scheduler import LiveTrialsASHA
+
+    scheduler = LiveTrialsASHA(
         time_attr="epoch",
         metric=METRIC,
         mode="max",
@@ -255,9 +256,8 @@ def _restored_tuner(settings: SearchSettings):
 
 def _import_tune() -> None:
     """What the search imports besides Ray: Ray Tune, Optuna, the trainable (1.5-2 s)."""
-    import ray.tune.schedulers  # noqa: F401
-
     import dcl_search.search._optuna  # noqa: F401
+    import dcl_search.search._scheduler  # noqa: F401
     import dcl_search.search._tensorboard  # noqa: F401
     import dcl_search.search._trial  # noqa: F401
 
