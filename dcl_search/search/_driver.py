@@ -45,7 +45,7 @@ def _best(results: list[dict]) -> str:
 def _callbacks(settings: SearchSettings, log: Callable[[str], None]) -> list:
     from ray import tune
 
-    from dcl_search.search._state_backup import back_up_state
+    from dcl_search.search._state_backup import SessionBackup
     from dcl_search.search._tensorboard import TensorBoardLogger
 
     store = GraphStore(settings.run_dir / "graphs")
@@ -142,11 +142,15 @@ def _callbacks(settings: SearchSettings, log: Callable[[str], None]) -> list:
     class StateBackup(tune.Callback):
         """Tune saves its state at the end of a step: a copy taken right after is complete."""
 
-        def __init__(self) -> None:
-            self.saved_at: int | None = None
+        backup: SessionBackup | None = None
+
+        def setup(self, **info) -> None:  # once per session: a resumed search is a new one
+            self.backup = SessionBackup(settings.run_dir)
 
         def on_step_end(self, iteration, trials, **info) -> None:
-            self.saved_at = back_up_state(settings.run_dir, self.saved_at)
+            if self.backup is None:
+                self.backup = SessionBackup(settings.run_dir)
+            self.backup.after_step()
 
     callbacks = [ReleaseLocks(), Progress(), StateBackup()]
     try:

@@ -1,20 +1,68 @@
 from __future__ import annotations
 
 import json
+import os
 import pickle
 from pathlib import Path
 
-from dcl_search.search._state_backup import BACKUP, known_trials, repair_state
+from dcl_search.search._state_backup import BACKUP, SessionBackup, known_trials, repair_state
 from dcl_search.search._store import ended_result, ended_results, record_ended
 
 SESSION = "2026-01-01_00-00-00"
 
 
-def _state(folder: Path, trials: list[str]) -> None:
+def _state(folder: Path, trials: list[str], session: str = SESSION) -> None:
     data = {"trial_data": [[json.dumps({"trial_id": t}), "x"] for t in trials]}
-    (folder / f"experiment_state-{SESSION}.json").write_text(json.dumps(data))
-    (folder / f"searcher-state-{SESSION}.pkl").write_bytes(pickle.dumps({"s": 1}))
-    (folder / f"search_gen_state-{SESSION}.json").write_bytes(pickle.dumps({"counter": 2}))
+    state = folder / f"experiment_state-{session}.json"
+    state.write_text(json.dumps(data))
+    # a save per second: two writes within the file system's clock tick share an mtime
+    stamp = int(1e9) * len(trials)
+    os.utime(state, ns=(stamp, stamp))
+    (folder / f"searcher-state-{session}.pkl").write_bytes(pickle.dumps({"s": 1}))
+    (folder / f"search_gen_state-{session}.json").write_bytes(pickle.dumps({"counter": 2}))
+
+
+def _backed_up(folder: Path) -> dict[str, set[str]]:
+    """The backup's files, and the trials its experiment state names."""
+    files = sorted(path.name for path in (folder / BACKUP).iterdir())
+    states = [
+        json.loads((folder / BACKUP / name).read_text())
+        for name in files
+        if name.startswith("experiment_state-")
+    ]
+    return {
+        "files": set(files),
+        "trials": {json.loads(e[0])["trial_id"] for s in states for e in s["trial_data"]},
+    }
+
+
+def test_a_session_backs_up_its_own_saves_only(tmp_path: Path) -> None:
+    later = "2026-01-02_00-00-00"
+    _state(tmp_path, ["a"])  # a resumed search's earlier session
+    backup = SessionBackup(tmp_path)
+    backup.after_step()
+    assert not (tmp_path / BACKUP).exists()  # not saved by this session: left as it is
+    _state(tmp_path, ["a", "b"], later)  # this session's first save
+    backup.after_step()
+    assert _backed_up(tmp_path) == {
+        "files": {
+            f"{kind}-{later}.{ext}"
+            for kind, ext in (
+                ("experiment_state", "json"),
+                ("searcher-state", "pkl"),
+                ("search_gen_state", "json"),
+            )
+        },
+        "trials": {"a", "b"},
+    }
+    _state(tmp_path, ["a", "b", "c"], later)
+    backup.after_step()
+    assert _backed_up(tmp_path)["trials"] == {"a", "b", "c"}
+    # a file that merely sorts later is no save of this session's: it keeps to its own file
+    _state(tmp_path, ["x"], "2026-01-03_00-00-00")
+    _state(tmp_path, ["a", "b", "c", "d"], later)
+    backup.after_step()
+    assert _backed_up(tmp_path)["trials"] == {"a", "b", "c", "d"}
 
 
 def test_a_torn_state_is_replaced_by_the_backup(tmp_path: Path) -> None:
