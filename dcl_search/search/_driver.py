@@ -36,12 +36,6 @@ def _trial_dirname(trial) -> str:
     return f"trial_{trial.trial_id}"
 
 
-def _best(results: list[dict]) -> str:
-    """The best ``METRIC`` of ``results``, as a percentage ('-' if none has one)."""
-    scores = [r[METRIC] for r in results if r.get(METRIC) is not None]
-    return f"{100 * max(scores):.2f}%" if scores else "-"
-
-
 def _callbacks(settings: SearchSettings, log: Callable[[str], None]) -> list:
     from ray import tune
 
@@ -75,19 +69,37 @@ def _callbacks(settings: SearchSettings, log: Callable[[str], None]) -> list:
         Counts and best come from Tune's trial list and the driver's ledger, not from this
         object, so a resumed search goes on counting from the trials that ended before it."""
 
-        ended_unknown: list[dict] | None = None  # a class default: Tune may restore an older one
+        # class defaults: Tune may restore an object pickled by an older version
+        counted_ids: set[str] | None = None
+        best: float | None = None
 
         def __init__(self) -> None:
             self.last_line = time.monotonic()
 
-        def ended(self, trials, trial=None) -> list[dict]:
-            """Last results of the ended trials: those in Tune's list, and those in the ledger
-            of a killed driver that ended after Tune's last save, unknown to a resumed Tune."""
-            if self.ended_unknown is None:  # once, at the first line
-                self.ended_unknown = ended_unknown(settings.run_dir, (t.trial_id for t in trials))
-            return self.ended_unknown + [
-                t.last_result or {} for t in trials if t is trial or t.status in _ENDED
-            ]
+        def count_ended(self, trials, trial=None) -> None:
+            """Counts ``trial``'s end, and at the first call those of the trials that ended
+            before: in Tune's list, and in the ledger of a killed driver those that ended after
+            Tune's last save, unknown to a resumed Tune. The list holds every trial the search
+            made: looking through it at every line cost more with every trial."""
+            if self.counted_ids is None:
+                self.counted_ids = set()
+                for result in ended_unknown(settings.run_dir, (t.trial_id for t in trials)):
+                    self._count(result.get("trial_id") or f"ledger {len(self.counted_ids)}", result)
+                for t in trials:
+                    if t.status in _ENDED:
+                        self._count(t.trial_id, t.last_result or {})
+            if trial is not None:
+                self._count(trial.trial_id, trial.last_result or {})
+
+        def _count(self, trial_id: str, result: dict) -> None:
+            if trial_id in self.counted_ids:
+                return
+            self.counted_ids.add(trial_id)
+            if result.get(METRIC) is not None:
+                self.best = max(result[METRIC], -1.0 if self.best is None else self.best)
+
+        def best_shown(self) -> str:
+            return "-" if self.best is None else f"{100 * self.best:.2f}%"
 
         def log(self, text: str) -> None:
             self.last_line = time.monotonic()
@@ -104,15 +116,16 @@ def _callbacks(settings: SearchSettings, log: Callable[[str], None]) -> list:
                 for tid, r in sorted(latest.items())
                 if r.get(METRIC) is not None
             )
-            ended = self.ended(trials)
+            self.count_ended(trials)
             self.log(
-                f"... {len(ended)} of {counted(settings.samples, 'trial')} ended, best "
-                f"{_best(ended)}; running (epoch, {METRIC}): {running}"
+                f"... {len(self.counted_ids)} of {counted(settings.samples, 'trial')} ended, best "
+                f"{self.best_shown()}; running (epoch, {METRIC}): {running}"
             )
 
         def _line(self, trials, trial, how: str) -> None:
-            # Tune marks a completed trial TERMINATED only after this callback, a failed one before
-            ended = self.ended(trials, trial)
+            # Tune marks a completed trial TERMINATED only after this callback, a failed one
+            # before (and counted at the first call then)
+            self.count_ended(trials, trial)
             result = trial.last_result or {}
             accuracy = result.get(METRIC)
             shown = "-" if accuracy is None else f"{100 * accuracy:.2f}%"
@@ -122,9 +135,9 @@ def _callbacks(settings: SearchSettings, log: Callable[[str], None]) -> list:
                 else ""
             )
             self.log(
-                f"[{len(ended)}/{settings.samples}] {trial.trial_id} {how} after "
+                f"[{len(self.counted_ids)}/{settings.samples}] {trial.trial_id} {how} after "
                 f"{counted(result.get('epoch', 0), 'epoch')}: {METRIC} {shown}{reused}, "
-                f"graph {result.get('graph_hash', '?')}; best {_best(ended)}"
+                f"graph {result.get('graph_hash', '?')}; best {self.best_shown()}"
             )
 
         def on_trial_complete(self, iteration, trials, trial, **info):
