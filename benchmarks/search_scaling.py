@@ -14,6 +14,11 @@ per trial.
 The ratio of the last window's machinery per trial to the first's is 1 when nothing in the
 search costs more per trial as trials accumulate.
 
+It also samples the driver's CPU time (Linux's /proc) every 0.5 s against the trials ended
+so far, and prints the driver's CPU milliseconds per trial in the same number of windows of
+ended trials: Tune's loop, the searcher and the callbacks, which on a small machine take
+their CPU from the trials. Less noisy than the slot time, which a shared machine moves.
+
 Writes benchmarks/results/search_scaling-cpu-<date>.json.
 """
 
@@ -67,6 +72,51 @@ def windows(trials: list[list[dict]], slots: int, count: int) -> list[dict]:
     return out
 
 
+def _cpu_seconds(pid: int) -> float | None:
+    """The CPU time of a process (all its threads) so far, from Linux's /proc; None elsewhere."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _run_sampling_the_driver(
+    command: list[str], cwd: str, env: dict[str, str], ledger: Path
+) -> list[tuple[int, float]]:
+    """Runs the search; every 0.5 s notes (trials ended, the driver's CPU seconds so far)."""
+    samples: list[tuple[int, float]] = []
+    with tempfile.TemporaryFile() as log:
+        process = subprocess.Popen(command, cwd=cwd, env=env, stdout=log, stderr=log)
+        while process.poll() is None:
+            cpu = _cpu_seconds(process.pid)
+            ended = ledger.read_bytes().count(b"\n") if ledger.exists() else 0
+            if cpu is not None:
+                samples.append((ended, cpu))
+            time.sleep(0.5)
+        if process.returncode:
+            log.seek(0)
+            sys.exit(f"the search failed:\n{log.read().decode()[-3000:]}")
+    return samples
+
+
+def driver_cpu_per_trial(samples: list[tuple[int, float]], total: int, count: int) -> list[float]:
+    """The driver's CPU seconds per ended trial in ``count`` equal windows of the ``total``
+    trials (by the order they ended): the work of Tune's loop, the searcher and our callbacks
+    on the driver, which competes with the trials for the cores."""
+    size = total // count
+    # from the first end (the start-up before it is no trial's), then every size ends
+    boundaries = [1, *range(size, size * count + 1, size)]
+    at = []
+    for boundary in boundaries:
+        reached = [cpu for ended, cpu in samples if ended >= boundary]
+        at.append(reached[0] if reached else samples[-1][1])
+    return [
+        (cpu_b - cpu_a) / (b - a)
+        for a, b, cpu_a, cpu_b in zip(boundaries, boundaries[1:], at, at[1:], strict=False)
+    ]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--samples", type=int, default=1000)
@@ -91,9 +141,10 @@ def main(argv: list[str] | None = None) -> int:
         env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
         print(f"running {args.samples} trials ...", file=sys.stderr)
         started = time.time()
-        subprocess.run(command, check=True, cwd=tmp, env=env, capture_output=True, text=True)
-        wall = time.time() - started
         run_dir = Path(tmp) / "run"
+        samples = _run_sampling_the_driver(command, tmp, env, run_dir / "ended_trials.jsonl")
+        wall = time.time() - started
+        driver = driver_cpu_per_trial(samples, args.samples, args.windows) if samples else []
         settings = json.loads((run_dir / "search.json").read_text())
         slots = int(settings.get("concurrency") or os.cpu_count() or 1)
         rows = windows(_rows(run_dir), slots, args.windows)
@@ -108,6 +159,9 @@ def main(argv: list[str] | None = None) -> int:
         "slots": slots,
         "windows": rows,
         "machinery_last_over_first": last / first,
+        # by the order trials ended (the windows above are by the order they started)
+        "driver_cpu_seconds_per_trial": driver,
+        "driver_cpu_last_over_first": driver[-1] / driver[0] if driver else None,
         "experiment_state_mb": state_mb,
     }
     print(f"{'trials':>11} {'slot-s/trial':>12} {'training':>9} {'machinery':>10} {'reused':>7}")
@@ -121,6 +175,12 @@ def main(argv: list[str] | None = None) -> int:
         f"wall {wall:.0f} s × {slots} slots; machinery per trial, last window / first: "
         f"{last / first:.2f}×; Tune's experiment state {state_mb:.1f} MB"
     )
+    if driver:
+        print(
+            "driver CPU ms per trial, by windows of ended trials: "
+            + ", ".join(f"{1000 * seconds:.1f}" for seconds in driver)
+            + f"; last / first: {driver[-1] / driver[0]:.2f}×"
+        )
     write_report(report, args.out or default_path("search_scaling-cpu"))
     return 0
 

@@ -53,3 +53,24 @@ def test_trials_past_the_last_whole_window_are_left_out() -> None:
     rows = scaling.windows(trials, slots=1, count=2)
     assert [row["trials"] for row in rows] == ["1-2", "3-4"]
     assert rows[1]["slot_seconds_per_trial"] == pytest.approx(1.0)  # 3..5 s over 2 trials
+
+
+def test_driver_cpu_per_trial_is_split_by_the_trials_ended() -> None:
+    # (trials ended, driver CPU seconds so far), sampled every 0.5 s: 4 trials, 2 windows
+    samples = [(0, 1.0), (0, 2.0), (1, 2.5), (1, 2.6), (2, 3.0), (3, 3.4), (4, 4.2), (4, 4.5)]
+    # window 1: from the first end (2.5) to the second (3.0), 1 trial; window 2: to the
+    # fourth (4.2), 2 trials
+    assert scaling.driver_cpu_per_trial(samples, total=4, count=2) == pytest.approx(
+        [(3.0 - 2.5) / 1, (4.2 - 3.0) / 2]
+    )
+
+
+def test_a_process_cpu_time_grows_with_its_work() -> None:
+    import os
+    import time
+
+    before = scaling._cpu_seconds(os.getpid())
+    deadline = time.process_time() + 0.3
+    while time.process_time() < deadline:
+        pass
+    assert scaling._cpu_seconds(os.getpid()) - before == pytest.approx(0.3, abs=0.05)
