@@ -54,6 +54,19 @@ def share(*, zero_allowed: bool) -> Callable[[str], float]:
     return parse
 
 
+def fraction(text: str) -> float:
+    """An argparse type: a number strictly between 0 and 1 (a share of a dataset)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 < value < 1:  # NaN included
+        raise argparse.ArgumentTypeError(
+            f"is {text}, but must be a number strictly between 0 and 1"
+        )
+    return value
+
+
 def add_status_every(parser: argparse.ArgumentParser, noun: str) -> None:
     parser.add_argument(
         "--status-every",
@@ -97,7 +110,7 @@ def add_data_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--val-fraction",
-        type=float,
+        type=fraction,
         default=0.1,
         help="share of the training set held out for validation (default 0.1)",
     )

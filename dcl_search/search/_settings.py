@@ -62,6 +62,8 @@ class SearchSettings:
     def __post_init__(self) -> None:
         rules = {  # option: (holds, what it must be)
             "samples": (self.samples >= 1, ">= 1"),
+            # checked here too: a packaged dataset is not loaded before the trials (cli/_search.py)
+            "val_fraction": (0 < self.val_fraction < 1, "strictly between 0 and 1"),
             "grace_period": (
                 1 <= self.grace_period <= self.recipe.epochs,
                 f"in [1, {self.recipe.epochs}] (the recipe's epochs)",

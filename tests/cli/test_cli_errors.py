@@ -210,6 +210,15 @@ OPTION_BOUNDS = {
         "--concurrency: is 0, but must be >= 1",
     ),
     "search --samples 0": (["search", "--samples", "0"], "--samples: is 0, but must be >= 1"),
+    # the digits search loads no data before its trials, which would all fail
+    "search --val-fraction 1.5": (
+        ["search", "--val-fraction", "1.5"],
+        "--val-fraction: is 1.5, but must be a number strictly between 0 and 1",
+    ),
+    "train --val-fraction 0": (
+        ["train", "dml:2", "--val-fraction", "0"],
+        "--val-fraction: is 0, but must be a number strictly between 0 and 1",
+    ),
     "search --reduction-factor 1": (
         ["search", "--reduction-factor", "1"],
         "--reduction-factor: is 1, but must be >= 2",
