@@ -32,10 +32,10 @@ class Registry(Generic[T]):
     def __init__(self, kind: str, builtin: Mapping[str, Iterable[str]] | None = None) -> None:
         self.kind = kind
         self._entries: dict[str, T] = {}
-        # name → module, until that module registers it
-        self._builtin = {
+        self._builtin_modules = {
             name: module for module, names in (builtin or {}).items() for name in names
         }
+        self._builtin = dict(self._builtin_modules)  # name → module, until it registers the name
 
     def register(self, name: str, *, overwrite: bool = False) -> Callable[[T], T]:
         """Decorator adding an entry under ``name``; refuses to silently replace one."""
@@ -72,6 +72,15 @@ class Registry(Generic[T]):
         importlib.import_module(module)
         if name not in self._entries:
             raise RegistryError(f"{module} did not register the built-in {self.kind} {name!r}")
+
+    def is_builtin(self, name: str) -> bool:
+        """Whether ``name`` is a built-in entry, not replaced by a user's (without importing)."""
+        load_plugins()
+        module = self._builtin_modules.get(name)
+        if module is None:
+            return False
+        entry = self._entries.get(name)
+        return entry is None or getattr(entry, "__module__", None) == module
 
     def known(self) -> str:
         """The end of a message about an unknown name: the known ones, and how to add one

@@ -70,6 +70,23 @@ def test_a_users_entry_under_a_builtin_name_is_refused_or_replaces_it(things) ->
     assert things.get("beta")() == "mine"
 
 
+def test_a_builtin_entry_is_told_from_a_users_one(things) -> None:
+    things, module = things
+    assert things.is_builtin("alpha") and module not in sys.modules  # not imported to tell
+    assert things.get("alpha")() == "built-in alpha" and things.is_builtin("alpha")
+    things.register("beta", overwrite=True)(lambda: "mine")
+    things.register("gamma")(lambda: "mine")
+    assert not things.is_builtin("beta") and not things.is_builtin("gamma")
+    assert not things.is_builtin("delta")
+
+
+def test_only_the_builtin_digits_ship_with_a_package() -> None:
+    from dcl_search.datasets._registry import packaged_dataset
+
+    assert packaged_dataset("digits")
+    assert not any(packaged_dataset(name) for name in ("cifar100", "imagefolder", "nope"))
+
+
 def test_a_builtin_module_that_does_not_register_its_name_is_named(things) -> None:
     _, module = things
     stray = Registry("thing", builtin={module: ("gamma",)})

@@ -28,6 +28,16 @@ _BUILTIN = {
 
 DATASETS: Registry[Loader] = Registry("dataset", builtin=_BUILTIN)
 
+# built-in datasets whose data ships inside an installed package (scikit-learn's digits)
+_PACKAGED = frozenset({"digits"})
+
+
+def packaged_dataset(name: str) -> bool:
+    """Whether ``name`` is a built-in dataset whose data ships with an installed package, so
+    that nothing of the user's can be missing or malformed (a user's loader registered under
+    the same name reads whatever it reads: False)."""
+    return name in _PACKAGED and DATASETS.is_builtin(name)
+
 
 def register_dataset(name: str, *, overwrite: bool = False) -> Callable[[Loader], Loader]:
     """Decorator registering ``loader(data_dir: Path) -> RawDataset`` under ``name``.

@@ -137,6 +137,27 @@ def test_a_loader_that_crashes_shows_its_traceback_and_leaves_no_run(tmp_path: P
     assert not (tmp_path / "results").exists()
 
 
+def test_a_packaged_dataset_is_not_loaded_before_the_trials_a_users_replacement_is(
+    tmp_path: Path,
+) -> None:
+    from dcl_search.cli._search import dataset_check
+    from dcl_search.search import SearchSettings, load_search_space
+    from dcl_search.training import Recipe
+
+    settings = SearchSettings(
+        name="run", storage=str(tmp_path), space=load_search_space("demo"), recipe=Recipe()
+    )
+    assert dataset_check(settings, address=None) is None  # scikit-learn's digits
+    (tmp_path / "mine.py").write_text(
+        BROKEN_LOADER.replace('"broken")', '"digits", overwrite=True)')
+    )
+    result = _search_cli(tmp_path, "--plugin", "mine.py", "--dataset", "digits")
+    assert result.returncode == 1
+    assert "checking dataset 'digits' failed" in result.stderr
+    assert "disk on fire" in result.stderr
+    assert not (tmp_path / "results").exists()
+
+
 def test_recipe_with_an_unknown_key(tmp_path: Path, capsys) -> None:
     recipe = tmp_path / "r.yaml"
     recipe.write_text("epochs: 2\nlearning_rate: 0.1\n")
