@@ -66,8 +66,9 @@ def _callbacks(settings: SearchSettings, log: Callable[[str], None]) -> list:
     class Progress(tune.Callback):
         """One line per ended trial, and a status line of the running ones whenever
         ``status_every`` seconds pass without a line (a paper-sized trial runs for hours).
-        Counts and best come from Tune's trial list and the driver's ledger, not from this
-        object, so a resumed search goes on counting from the trials that ended before it."""
+        Counts and best start, at the first line, from Tune's trial list and the driver's
+        ledger, so a resumed search goes on counting from the trials that ended before it; then
+        they grow as trials end."""
 
         # class defaults: Tune may restore an object pickled by an older version
         counted_ids: set[str] | None = None

@@ -30,13 +30,12 @@ def _session_files(run_dir: Path, state: Path) -> list[Path]:
     return [p for pattern in PATTERNS for p in run_dir.glob(pattern.replace("*", session))]
 
 
-def back_up_state(run_dir: Path, saved_at: int | None, state: Path | None = None) -> int | None:
-    """Copies the experiment state ``state`` (by default the latest) and its session's other
-    files into ``<run>/.tune-state-backup/`` unless it is the one saved at ``saved_at`` (an
-    mtime); returns the mtime of the state now backed up.
+def back_up_state(run_dir: Path, state: Path, saved_at: int | None) -> int | None:
+    """Copies the experiment state ``state`` and its session's other files into
+    ``<run>/.tune-state-backup/`` unless it is the one saved at ``saved_at`` (an mtime);
+    returns the mtime of the state now backed up.
     """
-    state = state or _latest_state(run_dir)
-    if state is None or state.stat().st_mtime_ns == saved_at:
+    if state.stat().st_mtime_ns == saved_at:
         return saved_at
     saved_at = state.stat().st_mtime_ns
     fresh = run_dir / f"{BACKUP}.tmp"
@@ -77,7 +76,10 @@ class SessionBackup:
             if latest is None or latest.name in self.earlier:
                 return  # this session has not saved yet
             self.state = latest
-        self.saved_at = back_up_state(self.run_dir, self.saved_at, self.state)
+        try:
+            self.saved_at = back_up_state(self.run_dir, self.state, self.saved_at)
+        except FileNotFoundError:  # Tune rewrites its files in place; if one went, look again
+            self.state = None
 
 
 def _readable(path: Path) -> bool:

@@ -63,6 +63,9 @@ def test_a_session_backs_up_its_own_saves_only(tmp_path: Path) -> None:
     _state(tmp_path, ["a", "b", "c", "d"], later)
     backup.after_step()
     assert _backed_up(tmp_path)["trials"] == {"a", "b", "c", "d"}
+    (tmp_path / f"experiment_state-{later}.json").unlink()  # gone: the search goes on
+    backup.after_step()
+    assert _backed_up(tmp_path)["trials"] == {"a", "b", "c", "d"}
 
 
 def test_a_torn_state_is_replaced_by_the_backup(tmp_path: Path) -> None:
