@@ -84,8 +84,9 @@ def _callbacks(settings: SearchSettings, log: Callable[[str], None]) -> list:
             made: looking through it at every line cost more with every trial."""
             if self.counted_ids is None:
                 self.counted_ids = set()
-                for result in ended_unknown(settings.run_dir, (t.trial_id for t in trials)):
-                    self._count(result.get("trial_id") or f"ledger {len(self.counted_ids)}", result)
+                ledger = ended_unknown(settings.run_dir, (t.trial_id for t in trials))
+                for trial_id, result in ledger.items():
+                    self._count(trial_id, result)
                 for t in trials:
                     if t.status in _ENDED:
                         self._count(t.trial_id, t.last_result or {})

@@ -127,11 +127,12 @@ def ended_results(run_dir: str | Path) -> dict[str, dict[str, Any]]:
     return _furthest_ends(_ledger_lines(run_dir))
 
 
-def ended_unknown(run_dir: str | Path, known: Iterable[str]) -> list[dict[str, Any]]:
-    """Last results of the ended trials not among ``known``: on ``--resume``, those that ended
-    after Tune's last save before a killed driver, which neither Tune nor its searcher knows."""
+def ended_unknown(run_dir: str | Path, known: Iterable[str]) -> dict[str, dict[str, Any]]:
+    """Trial id → last result of the ended trials not among ``known``: on ``--resume``, those
+    that ended after Tune's last save before a killed driver, which neither Tune nor its
+    searcher knows."""
     known = set(known)
-    return [result for trial, result in ended_results(run_dir).items() if trial not in known]
+    return {trial: result for trial, result in ended_results(run_dir).items() if trial not in known}
 
 
 def ended_result(run_dir: str | Path, trial_id: str) -> dict[str, Any] | None:
