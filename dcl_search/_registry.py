@@ -32,10 +32,9 @@ class Registry(Generic[T]):
     def __init__(self, kind: str, builtin: Mapping[str, Iterable[str]] | None = None) -> None:
         self.kind = kind
         self._entries: dict[str, T] = {}
-        self._builtin_modules = {
+        self._builtin = {  # name → the module that registers it
             name: module for module, names in (builtin or {}).items() for name in names
         }
-        self._builtin = dict(self._builtin_modules)  # name → module, until it registers the name
 
     def register(self, name: str, *, overwrite: bool = False) -> Callable[[T], T]:
         """Decorator adding an entry under ``name``; refuses to silently replace one."""
@@ -43,10 +42,9 @@ class Registry(Generic[T]):
             raise ValueError(f"A {self.kind} name must be a non-empty string, got {name!r}.")
 
         def add(entry: T) -> T:
-            module = self._builtin.get(name)
+            module = self._unimported(name)
             if module is not None and module != getattr(entry, "__module__", None):
                 self._import_builtin(name)  # first, so that another entry replaces it or is refused
-            self._builtin.pop(name, None)
             if name in self._entries and not overwrite:
                 raise ValueError(
                     f"A {self.kind} named {name!r} is already registered; "
@@ -60,12 +58,16 @@ class Registry(Generic[T]):
     def get(self, name: str) -> T:
         """The entry called ``name``; an unknown name raises listing the known ones."""
         load_plugins()
-        if isinstance(name, str) and name in self._builtin:
+        if isinstance(name, str) and self._unimported(name):
             self._import_builtin(name)
         try:
             return self._entries[name]
         except (KeyError, TypeError):
             raise RegistryError(f"unknown {self.kind} {name!r}; {self.known()}") from None
+
+    def _unimported(self, name: str) -> str | None:
+        """The module of the built-in ``name`` while it has not registered it yet."""
+        return None if name in self._entries else self._builtin.get(name)
 
     def _import_builtin(self, name: str) -> None:
         module = self._builtin[name]
@@ -76,7 +78,7 @@ class Registry(Generic[T]):
     def is_builtin(self, name: str) -> bool:
         """Whether ``name`` is a built-in entry, not replaced by a user's (without importing)."""
         load_plugins()
-        module = self._builtin_modules.get(name)
+        module = self._builtin.get(name)
         if module is None:
             return False
         entry = self._entries.get(name)
