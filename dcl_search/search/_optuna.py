@@ -23,6 +23,9 @@ from dcl_search.search._store import ended_unknown
 logger = logging.getLogger(__name__)
 
 OPTUNA_JOURNAL = "optuna.log"
+# the study's record of which Tune trial each Optuna trial is, for a resumed search
+TUNE_TRIAL_ID = "tune_trial_id"
+RERUN_OF = "rerun_of"
 OLD_OPTUNA_DB = "optuna.db"  # searches started before the journal; still resumed from it
 
 
@@ -77,12 +80,34 @@ class PrunedAwareOptunaSearch(OptunaSearch):
 
     def restore(self, checkpoint_path: str) -> None:
         super().restore(checkpoint_path)
+        # the sampler's random state comes back as Tune saved it: the resumed search would draw
+        # again the graphs drawn between that save and the kill, which ran or ran to an end
+        self._ot_study.sampler.reseed_rng()
         # Tune saves this searcher with its own state, every few seconds: a trial suggested
         # after the last save and ended before a killed driver is in the driver's ledger of
         # ended trials but unknown to both. It counts as one of the samples (its result is in
         # the ledger), so the resumed search suggests one fewer.
         if self.run_dir is not None:
-            self.ended_unknown = len(ended_unknown(self.run_dir, self._ot_trials))
+            unknown = ended_unknown(self.run_dir, self._ot_trials)
+            self.ended_unknown = len(unknown)
+            self._rerun_lost(ended=set(unknown))
+
+    def _rerun_lost(self, ended: set[str]) -> None:
+        """Re-queues the graphs of the trials a killed driver lost while they ran.
+
+        A trial suggested after Tune's last save and still running at the kill is unknown to
+        the restored Tune and searcher: nothing would ever end it, and a new sample would take
+        its place, its graph's trained epochs unused. Each such study trial is told FAIL and
+        its parameters are enqueued, so the next sample is the same graph, which continues
+        from the epochs the graph store kept. Trials in ``ended`` (the driver's ledger) ended
+        before the kill and count as samples already."""
+        known = {trial.number for trial in self._ot_trials.values()}
+        for lost in self._ot_study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            if lost.number in known or lost.user_attrs.get(TUNE_TRIAL_ID) in ended:
+                continue
+            # enqueued first: a driver killed in between re-queues it again rather than not at all
+            self._ot_study.enqueue_trial(lost.params, user_attrs={RERUN_OF: lost.number})
+            self._ot_study.tell(lost.number, state=TrialState.FAIL)
 
     def suggest(self, trial_id: str) -> dict | None:
         if (
@@ -91,7 +116,11 @@ class PrunedAwareOptunaSearch(OptunaSearch):
             and len(self._ot_trials) + self.ended_unknown >= self.samples
         ):
             return Searcher.FINISHED
-        return super().suggest(trial_id)
+        new = trial_id not in self._ot_trials
+        config = super().suggest(trial_id)
+        if new and trial_id in self._ot_trials:
+            self._ot_trials[trial_id].set_user_attr(TUNE_TRIAL_ID, trial_id)
+        return config
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         # a resumed trial reports again the epochs after its last checkpoint: Optuna keeps the

@@ -29,7 +29,7 @@ from dcl_search.cli import main
 from dcl_search.graphs import read_graph
 from dcl_search.search import export_run, trial_table
 from dcl_search.search._fidelity import MIN_GRAPHS, describe_fidelity
-from dcl_search.search._optuna import optuna_storage
+from dcl_search.search._optuna import RERUN_OF, TUNE_TRIAL_ID, optuna_storage
 from dcl_search.search._store import ended_results
 from dcl_search.training import CollaborativeTrainer
 
@@ -561,6 +561,13 @@ def test_a_killed_search_resumes_without_losing_or_retraining_trials(tmp_path: P
         assert rows.loc[trial, "acc_node0"] == ledger[trial]["acc_node0"]
     study = optuna.load_study(study_name="run", storage=optuna_storage(run_dir))
     assert not [t for t in study.trials if t.state.name == "RUNNING"]
+    # a trial running at the kill that Tune's last save never knew: its graph ran again
+    lost = [t for t in study.trials if t.user_attrs.get(TUNE_TRIAL_ID) not in set(table["trial"])]
+    for trial in lost:
+        assert trial.state.name == "FAIL"
+        (again,) = [t for t in study.trials if t.user_attrs.get(RERUN_OF) == trial.number]
+        assert again.params == trial.params and again.user_attrs[TUNE_TRIAL_ID] in rows.index
+    print(f"{len(lost)} lost at the kill")
     assert "12 trials" in result.stdout
     # the resumed driver counts on from the restored trials instead of from 1
     counted = [f"{m.group(1)}/{m.group(2)}" for m in _progress(result.stderr)]

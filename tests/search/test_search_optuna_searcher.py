@@ -6,8 +6,15 @@ import warnings
 from pathlib import Path
 
 import optuna
+from ray.tune.search import Searcher
 
-from dcl_search.search._optuna import PrunedAwareOptunaSearch, optuna_storage
+from dcl_search.search._optuna import (
+    RERUN_OF,
+    TUNE_TRIAL_ID,
+    PrunedAwareOptunaSearch,
+    optuna_storage,
+)
+from dcl_search.search._store import record_ended
 
 EPOCHS = 4
 
@@ -16,7 +23,9 @@ def _space(trial: optuna.Trial) -> dict:
     return {"lr": trial.suggest_float("lr", 1e-3, 1e-1, log=True)}
 
 
-def _searcher(run_dir: Path) -> PrunedAwareOptunaSearch:
+def _searcher(
+    run_dir: Path, ledger: bool = False, samples: int | None = None
+) -> PrunedAwareOptunaSearch:
     return PrunedAwareOptunaSearch(
         space=_space,
         metric="acc",
@@ -25,6 +34,8 @@ def _searcher(run_dir: Path) -> PrunedAwareOptunaSearch:
         storage=optuna_storage(run_dir),
         study_name="run",
         max_epochs=EPOCHS,
+        run_dir=run_dir if ledger else None,
+        samples=samples,
     )
 
 
@@ -79,3 +90,31 @@ def test_a_resumed_trial_that_had_not_ended_is_still_told_to_the_study(tmp_path:
     resumed.on_trial_complete("a", _result(2, 0.7))
     (trial,) = _study(tmp_path).trials
     assert trial.state.name == "PRUNED" and trial.intermediate_values == {1: 0.5, 2: 0.7}
+
+
+def test_a_trial_lost_with_a_killed_driver_is_the_next_sample_again(tmp_path: Path) -> None:
+    # Tune saves its searcher with its own state every few seconds: a trial suggested after the
+    # last save and still running at the kill is unknown to the resumed Tune and searcher. Its
+    # graph must come back (the graph store kept its epochs), not a new sample in its place.
+    searcher = _searcher(tmp_path, ledger=True, samples=4)
+    kept = searcher.suggest("a")
+    searcher.save_to_dir(str(tmp_path))  # Tune's last save before the kill
+    lost = searcher.suggest("b")
+    ended = searcher.suggest("c")
+    # "c" ended before the kill, in the ledger; Tune tells the study first, but one it had not
+    # told must not run again either
+    record_ended(tmp_path, "c", _result(EPOCHS, 0.9))
+
+    resumed = _searcher(tmp_path, ledger=True, samples=4)
+    resumed.restore_from_dir(str(tmp_path))
+    assert resumed.suggest("d") == lost
+    fresh = resumed.suggest("e")
+    assert fresh not in (kept, lost, ended)
+    # a, c (ledger), the lost one's re-run and e make the 4 samples
+    assert resumed.suggest("f") == Searcher.FINISHED
+
+    trials = _study(tmp_path).trials
+    assert [t.state.name for t in trials] == ["RUNNING", "FAIL", "RUNNING", "RUNNING", "RUNNING"]
+    assert [t.user_attrs.get(TUNE_TRIAL_ID) for t in trials] == ["a", "b", "c", "d", "e"]
+    assert [t.user_attrs.get(RERUN_OF) for t in trials] == [None, None, None, 1, None]
+    assert trials[3].params == trials[1].params
