@@ -3,7 +3,7 @@ light parts (names, settings, registries) does not import torch.
 
 A search's driver only checks names and settings and runs Ray Tune; torch is imported by the
 trial workers. Importing it in the driver too cost 2 s of every search's start, on the path to
-the first trial (README, "Search overhead").
+the first trial (benchmarks/README.md, "Search overhead").
 """
 
 from __future__ import annotations

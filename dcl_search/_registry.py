@@ -26,7 +26,7 @@ class Registry(Generic[T]):
     ``builtin`` maps a module to the entries it registers when imported: they are known
     (``in``, ``names()``) without importing it, and the first ``get`` imports it. A search's
     driver checks model, gate and dataset names this way without importing torch, which only
-    its workers need (2 s of a search's start, README "Search overhead").
+    its workers need (2 s of a search's start, benchmarks/README.md, "Search overhead").
     """
 
     def __init__(self, kind: str, builtin: Mapping[str, Iterable[str]] | None = None) -> None:

@@ -3,7 +3,7 @@
 A search's driver never trains, so it imports no torch (its trials do, in Ray's workers), but
 a missing or malformed dataset should be one line before any trial, not a failed trial. A
 child process loads the data on another core (about 2 s: torch and the loader) while the
-driver starts Ray (README, "Search overhead").
+driver starts Ray (benchmarks/README.md, "Search overhead").
 """
 
 from __future__ import annotations
