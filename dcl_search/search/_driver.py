@@ -224,6 +224,7 @@ def _new_tuner(settings: SearchSettings, log: Callable[[str], None]):
         max_t=settings.recipe.epochs,
         grace_period=settings.grace_period,
         reduction_factor=settings.reduction_factor,
+        run_dir=settings.run_dir,
     )
     return tune.Tuner(
         _trainable(settings),

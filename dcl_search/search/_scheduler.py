@@ -1,9 +1,16 @@
-"""Tune's ASHA, choosing the next trial to run among the live trials instead of all of them."""
+"""Tune's ASHA, choosing the next trial to run among the live trials instead of all of them, and
+given back on ``--resume`` the results it had recorded before."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
 from ray.tune.experiment import Trial
 from ray.tune.schedulers import ASHAScheduler
+
+from dcl_search.search._store import GraphStore, ended_results
 
 
 class LiveTrialsASHA(ASHAScheduler):
@@ -15,15 +22,47 @@ class LiveTrialsASHA(ASHAScheduler):
     trial (benchmarks/search_scaling.py). The same trial, the first pending one in the order
     Tune added them (else the first paused one), is among the trials that have not ended,
     which Tune keeps as a set: at most the running and the pending ones.
+
+    Tune saves no scheduler state: a resumed search's ASHA would start with empty rungs, and
+    cut (or keep) its next trials on a handful of results instead of the whole search's. Given
+    ``run_dir``, the first trial of a session first gives ASHA back, from the driver's ledger
+    and the graph store, the results every trial reported at the epochs it reached, as they
+    reached ASHA the first time; a restored trial Tune goes on with gets its own from its last
+    result.
     """
 
-    def __init__(self, *args, **kwargs) -> None:
+    # class default: a scheduler pickled by an older version is restored without it
+    run_dir: Path | None = None
+
+    def __init__(self, *args: Any, run_dir: Path | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.run_dir = run_dir
         self._added: dict[str, int] = {}  # trial id → the order Tune added it in
+        self._replayed: set[str] = set()
 
     def on_trial_add(self, tune_controller, trial: Trial) -> None:
+        if not self._added and self.run_dir is not None:
+            for trial_id, result in ended_results(self.run_dir).items():
+                ended = SimpleNamespace(trial_id=trial_id)
+                super().on_trial_add(tune_controller, ended)
+                self._replay(tune_controller, ended, result)
+                super().on_trial_remove(tune_controller, ended)
         super().on_trial_add(tune_controller, trial)
         self._added.setdefault(trial.trial_id, len(self._added))
+        if self.run_dir is not None and trial.trial_id not in self._replayed:
+            self._replay(tune_controller, trial, trial.last_result or {})
+
+    def _replay(self, tune_controller, trial, last: dict[str, Any]) -> None:
+        """Reports to ASHA the stored results of ``trial``'s graph up to its ``last`` epoch.
+        The store writes a graph's rows at every epoch where ASHA may stop a trial, so each of
+        those the trial reached is there."""
+        if "epoch" not in last or not last.get("key"):
+            return  # new, or failed before its first epoch
+        self._replayed.add(trial.trial_id)
+        for row in GraphStore(self.run_dir / "graphs").rows(last["key"]):
+            if row["epoch"] > last["epoch"]:  # another trial took the graph further
+                break
+            super().on_trial_result(tune_controller, trial, row)
 
     def choose_trial_to_run(self, tune_controller) -> Trial | None:
         live = tune_controller.get_live_trials()

@@ -1,11 +1,14 @@
 from __future__ import annotations
 
 import random
+from pathlib import Path
+from types import SimpleNamespace
 
 from ray.tune.experiment import Trial
-from ray.tune.schedulers import FIFOScheduler
+from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
 from dcl_search.search._scheduler import LiveTrialsASHA
+from dcl_search.search._store import GraphStore, record_ended
 
 STATUSES = [Trial.PENDING, Trial.RUNNING, Trial.PAUSED, Trial.TERMINATED, Trial.ERROR]
 
@@ -43,3 +46,61 @@ def test_the_next_trial_is_the_one_tunes_fifo_choice_picks() -> None:
         assert scheduler.choose_trial_to_run(controller) is expected
         picked.add(None if expected is None else expected.status)
     assert picked == {None, Trial.PENDING, Trial.PAUSED}
+
+
+def _asha(**options) -> LiveTrialsASHA:
+    # rungs at epochs 1, 2 and 4 of 8
+    return LiveTrialsASHA(
+        time_attr="epoch", metric="acc", mode="max", max_t=8, reduction_factor=2, **options
+    )
+
+
+def _row(epoch: int, acc: float) -> dict:
+    return {"epoch": epoch, "acc": acc}
+
+
+def test_a_resumed_search_gives_asha_back_the_results_of_the_trials_before(
+    tmp_path: Path,
+) -> None:
+    # Tune saves no scheduler state: without the replay the resumed ASHA's rungs start empty,
+    # and the probes below would all go on
+    rng = random.Random(1)
+    store = GraphStore(tmp_path / "graphs")
+    live = _asha()
+    restored = []
+    for number in range(12):  # as Tune runs them: each trial until ASHA stops it
+        trial = SimpleNamespace(trial_id=f"t{number}", last_result={})
+        live.on_trial_add(None, trial)
+        rows, decision = [], TrialScheduler.CONTINUE
+        while decision == TrialScheduler.CONTINUE and len(rows) < 8:
+            rows.append(_row(len(rows) + 1, rng.random()))
+            decision = live.on_trial_result(None, trial, rows[-1])
+        # the graph's rows, as far as another trial of it later trained them
+        further = [_row(epoch, 1.0) for epoch in range(len(rows) + 1, 9)]
+        store.write_rows(f"key{number}", rows + further)
+        last = {**rows[-1], "key": f"key{number}"}
+        if number < 10:
+            live.on_trial_complete(None, trial, rows[-1])
+            record_ended(tmp_path, trial.trial_id, last)
+        else:  # running at the kill: in Tune's saved state, with its last result
+            restored.append(SimpleNamespace(trial_id=trial.trial_id, last_result=last))
+    new = SimpleNamespace(trial_id="new", last_result={})
+    live.on_trial_add(None, new)
+
+    resumed = _asha(run_dir=tmp_path)
+    for trial in [*restored, new]:
+        resumed.on_trial_add(None, trial)
+    # a restored trial goes on from its checkpoint: epochs it had reported come again
+    for trial in restored:
+        row = _row(trial.last_result["epoch"], 0.0)
+        for scheduler in (live, resumed):
+            assert scheduler.on_trial_result(None, trial, row) == TrialScheduler.CONTINUE
+    decisions = {"live": [], "resumed": []}
+    for probe in range(40):
+        row = _row(rng.choice([1, 2, 4]), rng.random())
+        for name, scheduler in (("live", live), ("resumed", resumed)):
+            trial = SimpleNamespace(trial_id=f"probe{probe}", last_result={})
+            scheduler.on_trial_add(None, trial)
+            decisions[name].append(scheduler.on_trial_result(None, trial, row))
+    assert decisions["resumed"] == decisions["live"]
+    assert set(decisions["live"]) == {TrialScheduler.CONTINUE, TrialScheduler.STOP}
