@@ -90,7 +90,16 @@ class PrunedAwareOptunaSearch(OptunaSearch):
         if self.run_dir is not None:
             unknown = ended_unknown(self.run_dir, self._ot_trials)
             self.ended_unknown = len(unknown)
-            self._rerun_lost(ended=set(unknown))
+            # Tune logs an error raised while it restores, then starts the experiment afresh
+            # with this searcher half restored, and waits forever for a trial it never ends
+            try:
+                self._rerun_lost(ended=set(unknown))
+            except Exception as problem:
+                logger.warning(
+                    "the trials lost with the killed driver could not be queued again (%s): "
+                    "new samples take their places",
+                    problem,
+                )
 
     def _rerun_lost(self, ended: set[str]) -> None:
         """Re-queues the graphs of the trials a killed driver lost while they ran.

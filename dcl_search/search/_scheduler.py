@@ -3,6 +3,7 @@ given back on ``--resume`` the results it had recorded before."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -11,6 +12,8 @@ from ray.tune.experiment import Trial
 from ray.tune.schedulers import ASHAScheduler
 
 from dcl_search.search._store import GraphStore, ended_results
+
+logger = logging.getLogger(__name__)
 
 
 class LiveTrialsASHA(ASHAScheduler):
@@ -59,10 +62,21 @@ class LiveTrialsASHA(ASHAScheduler):
         if "epoch" not in last or not last.get("key"):
             return  # new, or failed before its first epoch
         self._replayed.add(trial.trial_id)
-        for row in GraphStore(self.run_dir / "graphs").rows(last["key"]):
-            if row["epoch"] > last["epoch"]:  # another trial took the graph further
-                break
-            super().on_trial_result(tune_controller, trial, row)
+        # Tune logs an error raised while it restores trials, then starts the experiment
+        # afresh, half restored: a trial whose results cannot be read is left out instead
+        try:
+            rows = GraphStore(self.run_dir / "graphs").rows(last["key"])
+            for row in rows:
+                if row["epoch"] > last["epoch"]:  # another trial took the graph further
+                    break
+                super().on_trial_result(tune_controller, trial, row)
+        except Exception as problem:
+            logger.warning(
+                "ASHA goes on without the results of trial %s (%s: %s)",
+                trial.trial_id,
+                type(problem).__name__,
+                problem,
+            )
 
     def choose_trial_to_run(self, tune_controller) -> Trial | None:
         live = tune_controller.get_live_trials()

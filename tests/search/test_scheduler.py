@@ -104,3 +104,19 @@ def test_a_resumed_search_gives_asha_back_the_results_of_the_trials_before(
             decisions[name].append(scheduler.on_trial_result(None, trial, row))
     assert decisions["resumed"] == decisions["live"]
     assert set(decisions["live"]) == {TrialScheduler.CONTINUE, TrialScheduler.STOP}
+
+
+def test_a_trial_whose_stored_results_cannot_be_read_is_left_out_of_the_replay(
+    tmp_path: Path, caplog
+) -> None:
+    store = GraphStore(tmp_path / "graphs")
+    store.write_rows("good", [_row(1, 0.9)])
+    store.write_rows("bad", [_row(1, 0.8)])
+    (store.folder("bad") / "rows.json").write_text("[{")  # cut short
+    record_ended(tmp_path, "bad", {**_row(1, 0.8), "key": "bad"})
+    record_ended(tmp_path, "good", {**_row(1, 0.9), "key": "good"})
+    resumed = _asha(run_dir=tmp_path)
+    resumed.on_trial_add(None, SimpleNamespace(trial_id="new", last_result={}))
+    assert "ASHA goes on without the results of trial bad" in caplog.text
+    # the good one's result was replayed: a lower first result is now cut
+    assert resumed.on_trial_result(None, SimpleNamespace(trial_id="new"), _row(1, 0.5)) == "STOP"

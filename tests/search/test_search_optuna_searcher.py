@@ -118,3 +118,23 @@ def test_a_trial_lost_with_a_killed_driver_is_the_next_sample_again(tmp_path: Pa
     assert [t.user_attrs.get(TUNE_TRIAL_ID) for t in trials] == ["a", "b", "c", "d", "e"]
     assert [t.user_attrs.get(RERUN_OF) for t in trials] == [None, None, None, 1, None]
     assert trials[3].params == trials[1].params
+
+
+def test_a_study_that_cannot_be_read_at_restore_leaves_the_restore_whole(
+    tmp_path: Path, caplog
+) -> None:
+    # Tune logs what a searcher's restore raises, then starts the experiment afresh with the
+    # searcher half restored: the resumed search then waited forever
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    searcher = _searcher(run_dir, ledger=True, samples=4)
+    searcher.suggest("a")
+    searcher.save_to_dir(str(run_dir))
+    searcher.suggest("b")
+    moved = tmp_path / "moved"
+    run_dir.rename(moved)  # the pickled study still names run/optuna.log
+
+    resumed = _searcher(moved, ledger=True, samples=4)
+    resumed.restore_from_dir(str(moved))
+    assert "could not be queued again" in caplog.text
+    assert list(resumed._ot_trials) == ["a"]
