@@ -241,6 +241,20 @@ def _refuse_changed_settings(args: argparse.Namespace) -> None:
         )
 
 
+def _refuse_moved(run_dir: str) -> None:
+    """Tune's saved state, its searcher's and the driver's callbacks name the folder a search
+    was made in: resumed elsewhere, it failed with Optuna's traceback once the first trial
+    asked for a graph."""
+    from dcl_search.search import SearchSettings
+
+    made_in = SearchSettings.made_in(run_dir)
+    if made_in.resolve() != Path(run_dir).resolve():
+        raise DCLSearchError(
+            f"--resume {run_dir}: this search was made in {made_in}, which Ray Tune's and "
+            "Optuna's saved state name; move the folder back there to resume it"
+        )
+
+
 def _prepare(args: argparse.Namespace) -> SearchSettings:
     """The settings, checked before Ray starts: a mistake is one line at once."""
     from dcl_search.search import SearchSettings
@@ -320,6 +334,8 @@ def run(args: argparse.Namespace) -> int:
 
     settings = _prepare(args)
     done = bool(args.resume) and search_finished(settings.run_dir, settings.samples)
+    if args.resume and not done:
+        _refuse_moved(args.resume)
     check = dataset_check(settings, args.address)
 
     def ready() -> None:

@@ -127,6 +127,13 @@ class SearchSettings:
         path.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
         return path
 
+    @staticmethod
+    def made_in(run_dir: str | Path) -> Path:
+        """The folder the search in ``run_dir`` was made in, as its ``search.json`` names it
+        (``load`` reads the settings from wherever the folder is now)."""
+        data = json.loads((Path(run_dir) / SETTINGS_FILE).read_text())
+        return Path(data["storage"]) / data["name"]
+
     @classmethod
     def load(cls, run_dir: str | Path) -> SearchSettings:
         path = Path(run_dir) / SETTINGS_FILE

@@ -320,3 +320,23 @@ def test_resume_refuses_options_that_would_change_the_stored_settings(
         f"dcl-search: error: --resume {run} keeps the settings in its search.json; drop "
         "--samples (or start a new search under another --name)"
     )
+
+
+def test_resume_of_a_moved_unfinished_search_says_where_it_was_made(tmp_path: Path, capsys) -> None:
+    # Tune's and Optuna's saved state name the folder: resumed elsewhere it failed with
+    # Optuna's traceback at the first trial
+    from dcl_search.search import SearchSettings, load_search_space
+    from dcl_search.training import Recipe
+
+    made = tmp_path / "results"
+    SearchSettings(
+        name="run", storage=str(made), space=load_search_space("demo"), recipe=Recipe()
+    ).save()
+    moved = tmp_path / "elsewhere/run"
+    moved.parent.mkdir()
+    (made / "run").rename(moved)
+    status = main(["search", "--resume", str(moved)])
+    assert _one_error_line(capsys, status) == (
+        f"dcl-search: error: --resume {moved}: this search was made in {made / 'run'}, which "
+        "Ray Tune's and Optuna's saved state name; move the folder back there to resume it"
+    )
