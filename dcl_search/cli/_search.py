@@ -311,7 +311,8 @@ def dataset_check(settings: SearchSettings, address: str | None) -> DatasetCheck
 
     None on a cluster (``address``), whose data lives on the workers, maybe other machines,
     and for a packaged dataset, which has no files of the user's: on two cores the child's
-    imports delayed the trials' first epochs by 1.0-1.5 s (benchmarks/README.md, "Search overhead").
+    imports delayed the trials' first epochs by 1.0-1.5 s (benchmarks/README.md, "Search
+    overhead").
     """
     from dcl_search.datasets._check import DatasetCheck
     from dcl_search.datasets._registry import packaged_dataset
