@@ -42,7 +42,7 @@ def _callbacks(settings: SearchSettings, log: Callable[[str], None]) -> list:
     from dcl_search.search._state_backup import SessionBackup
     from dcl_search.search._tensorboard import TensorBoardLogger
 
-    store = GraphStore(settings.run_dir / "graphs")
+    store = GraphStore.of_run(settings.run_dir)
 
     class ReleaseLocks(tune.Callback):
         """ASHA stops a trial by killing it, so its graph lock is freed here, on the driver."""
@@ -317,7 +317,7 @@ def run_search(
         stop_ray()
         raise
     settings.save()  # after init_ray's check: a search that cannot start leaves no folder
-    GraphStore(settings.run_dir / "graphs").release_all()  # nothing runs yet: every lock is stale
+    GraphStore.of_run(settings.run_dir).release_all()  # nothing runs yet: every lock is stale
     tuner = _restored_tuner(settings) if resume else _new_tuner(settings, log)
     started = time.perf_counter()
     with _trials_on_prestarted_workers():

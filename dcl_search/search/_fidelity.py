@@ -38,7 +38,7 @@ def accuracy_curves(run_dir: str | Path, table: pd.DataFrame | None = None) -> p
     """
     run_dir = Path(run_dir)
     table = trial_table(run_dir) if table is None else table
-    store = GraphStore(run_dir / "graphs")
+    store = GraphStore.of_run(run_dir)
     curves = {
         key: {int(row["epoch"]): float(row["acc_node0"]) for row in store.rows(key)}
         for key in with_graph(table)["key"].unique()

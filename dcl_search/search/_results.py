@@ -12,7 +12,7 @@ import pandas as pd
 from dcl_search.graphs import gate_of, read_graph
 from dcl_search.search._settings import SearchError, SearchSettings
 from dcl_search.search._state_backup import known_trials
-from dcl_search.search._store import GRAPH, ended_results
+from dcl_search.search._store import GRAPH, GraphStore, ended_results
 
 STATUS_COMPLETE = "complete"  # trained to the recipe's last epoch
 STATUS_PRUNED = "pruned"  # stopped early by ASHA
@@ -92,7 +92,7 @@ def trial_table(run_dir: str | Path) -> pd.DataFrame:
         else:  # ASHA's stops reach the driver's callbacks, which note every trial that ends
             row["status"] = STATUS_PRUNED if trial_id in ended else STATUS_UNFINISHED
         key = result.get("key")
-        graph_file = run_dir / "graphs" / str(key) / GRAPH
+        graph_file = GraphStore.of_run(run_dir).folder(str(key)) / GRAPH
         graph = read_graph(graph_file) if key and graph_file.exists() else None
         row.update(
             {
@@ -144,7 +144,8 @@ def top_graphs(run_dir: str | Path, k: int) -> list[tuple[nx.DiGraph, pd.Series]
     best = ranked(trial_table(run_dir))
     best = with_graph(best).drop_duplicates("key")
     return [
-        (read_graph(run_dir / "graphs" / row.key / GRAPH), row) for row in best.head(k).itertuples()
+        (read_graph(GraphStore.of_run(run_dir).folder(row.key) / GRAPH), row)
+        for row in best.head(k).itertuples()
     ]
 
 

@@ -65,7 +65,7 @@ class LiveTrialsASHA(ASHAScheduler):
         # Tune logs an error raised while it restores trials, then starts the experiment
         # afresh, half restored: a trial whose results cannot be read is left out instead
         try:
-            rows = GraphStore(self.run_dir / "graphs").rows(last["key"])
+            rows = GraphStore.of_run(self.run_dir).rows(last["key"])
             for row in rows:
                 if row["epoch"] > last["epoch"]:  # another trial took the graph further
                     break

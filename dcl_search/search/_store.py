@@ -19,6 +19,7 @@ from typing import Any
 
 from dcl_search._files import write_text_atomic
 
+STORE = "graphs"  # the store's folder in a run folder
 LOCK = "lock"
 ROWS = "rows.json"
 CHECKPOINT = "checkpoint.pt"
@@ -28,6 +29,11 @@ GRAPH = "graph.json"
 class GraphStore:
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
+
+    @classmethod
+    def of_run(cls, run_dir: str | Path) -> GraphStore:
+        """The store of the search in ``run_dir``."""
+        return cls(Path(run_dir) / STORE)
 
     def folder(self, key: str) -> Path:
         return self.root / key

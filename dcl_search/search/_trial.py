@@ -168,7 +168,7 @@ def run_trial(config: dict[str, Any], settings: SearchSettings) -> None:
     recipe = apply_hyperparameters(settings.recipe, hyperparameters)
     graph = canonical_graph(sampled)
     key = trial_key(graph, recipe, settings)
-    store = GraphStore(settings.run_dir / "graphs")
+    store = GraphStore.of_run(settings.run_dir)
     if not (store.folder(key) / GRAPH).exists():
         write_graph(graph, store.folder(key) / GRAPH)
     trial_id = tune.get_context().get_trial_id()

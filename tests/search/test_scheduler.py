@@ -65,7 +65,7 @@ def test_a_resumed_search_gives_asha_back_the_results_of_the_trials_before(
     # Tune saves no scheduler state: without the replay the resumed ASHA's rungs start empty,
     # and the probes below would all go on
     rng = random.Random(1)
-    store = GraphStore(tmp_path / "graphs")
+    store = GraphStore.of_run(tmp_path)
     live = _asha()
     restored = []
     for number in range(12):  # as Tune runs them: each trial until ASHA stops it
@@ -109,7 +109,7 @@ def test_a_resumed_search_gives_asha_back_the_results_of_the_trials_before(
 def test_a_trial_whose_stored_results_cannot_be_read_is_left_out_of_the_replay(
     tmp_path: Path, caplog
 ) -> None:
-    store = GraphStore(tmp_path / "graphs")
+    store = GraphStore.of_run(tmp_path)
     store.write_rows("good", [_row(1, 0.9)])
     store.write_rows("bad", [_row(1, 0.8)])
     (store.folder("bad") / "rows.json").write_text("[{")  # cut short
