@@ -37,14 +37,18 @@ def at_least(minimum: int) -> Callable[[str], int]:
     return parse
 
 
+def _number(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+
+
 def share(*, zero_allowed: bool) -> Callable[[str], float]:
     """An argparse type: a finite number > 0 (or >= 0), e.g. CPUs or GPUs per trial."""
 
     def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        value = _number(text)
         if not math.isfinite(value) or value < 0 or (value == 0 and not zero_allowed):
             raise argparse.ArgumentTypeError(
                 f"is {text}, but must be a number {'>=' if zero_allowed else '>'} 0"
@@ -56,10 +60,7 @@ def share(*, zero_allowed: bool) -> Callable[[str], float]:
 
 def fraction(text: str) -> float:
     """An argparse type: a number strictly between 0 and 1 (a share of a dataset)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    value = _number(text)
     if not 0 < value < 1:  # NaN included
         raise argparse.ArgumentTypeError(
             f"is {text}, but must be a number strictly between 0 and 1"
