@@ -358,7 +358,10 @@ def _trials_on_prestarted_workers() -> Iterator[None]:
 
 
 def _fail_stale_optuna_trials(settings: SearchSettings) -> None:
-    """Optuna trials still RUNNING once Tune is done belong to trials lost with a killed driver."""
+    """Optuna trials still RUNNING once Tune is done belong to trials lost with a killed driver
+    that the searcher's restore did not queue again (``PrunedAwareOptunaSearch._rerun_lost``
+    fails and re-queues the others): one it could not, with a warning, or one the ledger has
+    as ended though the study was never told (Tune tells the study first)."""
     import optuna
     from optuna.trial import TrialState
 
