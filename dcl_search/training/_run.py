@@ -63,8 +63,9 @@ def git_revision() -> str:
 
 
 def environment() -> dict[str, str]:
+    from importlib.metadata import version
+
     import networkx
-    import torchvision
 
     import dcl_search
 
@@ -73,7 +74,8 @@ def environment() -> dict[str, str]:
         "git_revision": git_revision(),
         "python": platform.python_version(),
         "torch": torch.__version__,
-        "torchvision": torchvision.__version__,
+        # its version only: importing torchvision imports torch._dynamo (its ops do), 1.1-1.5 s
+        "torchvision": version("torchvision"),
         "networkx": networkx.__version__,
         "pandas": pd.__version__,
         "platform": platform.platform(),
