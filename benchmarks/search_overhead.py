@@ -13,7 +13,7 @@ the per-epoch stamps every trial reports:
 - teacher pre-training: frozen teachers trained once per search inside a trial's set-up
   (training work, so not counted as overhead);
 - worker warm-up: the set-up of each worker process's first trial, paid once per worker and
-  not per trial (torch imports ``torch._dynamo`` when the first optimizer is built: ~0.9 s);
+  not per trial (it was 1.1-1.5 s while torch's optimizer imported ``torch._dynamo``);
 - trial set-up: the rest of a trial's start to its first epoch (graph, models, data cache);
 - per-epoch reporting: between epochs, beyond the epoch itself (checkpoint, store, Tune report);
 - between trials: slots idle while Tune schedules the next trial;
