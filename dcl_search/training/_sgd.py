@@ -16,13 +16,19 @@ from typing import Any
 
 import torch
 
-_OPTIMIZER = torch.optim.Optimizer
+# the functions torch's wrappers wrap (``__wrapped__``, followed by inspect.unwrap)
+_ADD_PARAM_GROUP = inspect.unwrap(torch.optim.Optimizer.add_param_group)
+_ZERO_GRAD = inspect.unwrap(torch.optim.Optimizer.zero_grad)
+_STATE_DICT = inspect.unwrap(torch.optim.Optimizer.state_dict)
+_LOAD_STATE_DICT = inspect.unwrap(torch.optim.Optimizer.load_state_dict)
+_STEP = inspect.unwrap(torch.optim.SGD.step)
 
 
 class EagerSGD(torch.optim.SGD):
-    """torch.optim.SGD running torch's own code for every method, reached through the wrappers'
-    ``__wrapped__`` (``inspect.unwrap``): the same update, state and state_dict format, so its
-    checkpoints load into torch.optim.SGD and back. ``differentiable=True`` is not supported."""
+    """torch.optim.SGD running torch's own code for every method: the same update, state and
+    state_dict format, so its checkpoints load into torch.optim.SGD and back. Step hooks and
+    the profiler's step label still apply (torch adds them around this class's ``step``).
+    ``differentiable=True`` is not supported."""
 
     def __init__(self, params: Any, **options: Any) -> None:
         if options.get("differentiable"):
@@ -30,17 +36,17 @@ class EagerSGD(torch.optim.SGD):
         super().__init__(params, **options)
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
-        inspect.unwrap(_OPTIMIZER.add_param_group)(self, param_group)
+        _ADD_PARAM_GROUP(self, param_group)
 
     def zero_grad(self, set_to_none: bool = True) -> None:
-        inspect.unwrap(_OPTIMIZER.zero_grad)(self, set_to_none)
+        _ZERO_GRAD(self, set_to_none)
 
     def state_dict(self) -> dict[str, Any]:
-        return inspect.unwrap(_OPTIMIZER.state_dict)(self)
+        return _STATE_DICT(self)
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        inspect.unwrap(_OPTIMIZER.load_state_dict)(self, state_dict)
+        _LOAD_STATE_DICT(self, state_dict)
 
     @torch.no_grad()  # what the unwrapped step's wrapper set for a non-differentiable optimizer
     def step(self, closure: Any = None) -> Any:
-        return inspect.unwrap(torch.optim.SGD.step)(self, closure)
+        return _STEP(self, closure)

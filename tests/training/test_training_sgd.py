@@ -74,6 +74,16 @@ def test_zero_grad_clears_or_zeroes_the_gradients() -> None:
     assert all(p.grad is None for p in params)
 
 
+def test_step_hooks_run_around_its_step() -> None:
+    params = _parameters()
+    optimizer = EagerSGD(params, **SETTINGS)
+    seen: list[str] = []
+    optimizer.register_step_pre_hook(lambda *_: seen.append("pre"))
+    optimizer.register_step_post_hook(lambda *_: seen.append("post"))
+    _steps(optimizer, params, 2, seed=5)
+    assert seen == ["pre", "post", "pre", "post"]
+
+
 def test_a_differentiable_sgd_is_refused() -> None:
     with pytest.raises(ValueError, match="differentiable=True"):
         EagerSGD(_parameters(), differentiable=True, **SETTINGS)
