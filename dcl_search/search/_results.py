@@ -71,6 +71,7 @@ def trial_table(run_dir: str | Path) -> pd.DataFrame:
     rows = []
     known = known_trials(run_dir)
     ended = ended_results(run_dir)
+    store = GraphStore.of_run(run_dir)
     # a trial that ended after Tune's last save before a killed driver is in the ledger only
     started = {p.name.removeprefix("trial_") for p in run_dir.glob("trial_*")}
     for trial_id in sorted(started | ended.keys()):
@@ -92,7 +93,7 @@ def trial_table(run_dir: str | Path) -> pd.DataFrame:
         else:  # ASHA's stops reach the driver's callbacks, which note every trial that ends
             row["status"] = STATUS_PRUNED if trial_id in ended else STATUS_UNFINISHED
         key = result.get("key")
-        graph_file = GraphStore.of_run(run_dir).folder(str(key)) / GRAPH
+        graph_file = store.folder(str(key)) / GRAPH
         graph = read_graph(graph_file) if key and graph_file.exists() else None
         row.update(
             {
@@ -143,10 +144,8 @@ def top_graphs(run_dir: str | Path, k: int) -> list[tuple[nx.DiGraph, pd.Series]
     run_dir = Path(run_dir)
     best = ranked(trial_table(run_dir))
     best = with_graph(best).drop_duplicates("key")
-    return [
-        (read_graph(GraphStore.of_run(run_dir).folder(row.key) / GRAPH), row)
-        for row in best.head(k).itertuples()
-    ]
+    store = GraphStore.of_run(run_dir)
+    return [(read_graph(store.folder(row.key) / GRAPH), row) for row in best.head(k).itertuples()]
 
 
 def search_finished(run_dir: str | Path, samples: int) -> bool:
