@@ -8,7 +8,7 @@ import networkx as nx
 
 from dcl_search.graphs._canonical import canonical_graph, graph_hash
 from dcl_search.graphs._display import describe_graph, gate_matrix, node_table
-from dcl_search.graphs._draw import draw_graph
+from dcl_search.graphs._draw import draw_graph, warm_drawing
 from dcl_search.graphs._io import gate_of, graph_to_node_link, read_graph, write_graph
 from dcl_search.graphs._presets import PRESETS, dml, independent, is_preset, kd, preset_graph
 from dcl_search.graphs._schema import CUTOFF, FORMAT, VERSION
@@ -45,5 +45,6 @@ __all__ = [
     "read_graph",
     "resolve_graph",
     "validate_graph",
+    "warm_drawing",
     "write_graph",
 ]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 
@@ -167,12 +168,38 @@ def _callbacks(settings: SearchSettings, log: Callable[[str], None]) -> list:
                 self.backup = SessionBackup(settings.run_dir)
             self.backup.after_step()
 
-    callbacks = [ReleaseLocks(), Progress(), StateBackup()]
+    class WarmExport(tune.Callback):
+        """Once every sample has started, a trial's end leaves its slot idle for good: the
+        export's drawing modules load then, in a thread, instead of after the last trial."""
+
+        warming = False  # class default: Tune may restore an object pickled by an older version
+
+        def maybe_warm(self, trials) -> None:
+            if not self.warming and len(trials) >= settings.samples:
+                self.warming = True
+                threading.Thread(target=_warm_export, name="warm-export", daemon=True).start()
+
+        def on_trial_complete(self, iteration, trials, trial, **info):
+            self.maybe_warm(trials)
+
+        def on_trial_error(self, iteration, trials, trial, **info):
+            self.maybe_warm(trials)
+
+    callbacks = [ReleaseLocks(), Progress(), StateBackup(), WarmExport()]
     try:
         callbacks.append(TensorBoardLogger())
     except ImportError:  # no tensorboardX: no TensorBoard files, as with Tune's own logger
         pass
     return callbacks
+
+
+def _warm_export() -> None:
+    from dcl_search.graphs import warm_drawing
+
+    try:
+        warm_drawing()
+    except Exception:  # only a head start: the export itself reports what fails
+        pass
 
 
 def _searcher(settings: SearchSettings):

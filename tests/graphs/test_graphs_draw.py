@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -98,3 +100,21 @@ def test_show_png_writes_the_picture(tmp_path: Path, capsys) -> None:
 def test_show_counts_one_node_in_the_singular(capsys) -> None:
     assert main(["show", "independent"]) == 0
     assert capsys.readouterr().out.startswith("graph independent:resnet32 (1 node, hash ")
+
+
+def test_warm_drawing_loads_matplotlib_and_writes_no_file(tmp_path: Path) -> None:
+    """The search's warm-up before its export: a fresh process has no matplotlib until then,
+    and nothing lands in the folder it runs in."""
+    code = (
+        "import sys\n"
+        "from dcl_search.graphs import warm_drawing\n"
+        "assert 'matplotlib.figure' not in sys.modules\n"
+        "warm_drawing()\n"
+        "print(sorted(m for m in ('matplotlib.figure', 'matplotlib.backends.backend_agg') "
+        "if m in sys.modules))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, check=True
+    )
+    assert done.stdout.strip() == "['matplotlib.backends.backend_agg', 'matplotlib.figure']"
+    assert list(tmp_path.iterdir()) == []

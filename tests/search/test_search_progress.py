@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import threading
+import time
 from pathlib import Path
 
 from ray.tune.experiment import Trial
@@ -59,3 +61,39 @@ def test_lines_count_every_ended_trial_once_with_the_best_so_far(tmp_path: Path)
         ("5", late.trial_id, "done", "95.00%"),
         ("5", late.trial_id, "done", "95.00%"),
     ]
+
+
+def test_export_warms_up_once_every_sample_started_and_a_slot_idles(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """The drawing modules load in a thread at the first trial end after the last sample
+    started (a slot then idles for good), once, not before."""
+    import dcl_search.search._driver as driver
+
+    warmed = threading.Event()
+    calls: list[str] = []
+
+    def fake_warm() -> None:
+        calls.append(threading.current_thread().name)
+        warmed.set()
+
+    monkeypatch.setattr(driver, "_warm_export", fake_warm)
+    settings = SearchSettings(
+        name="run",
+        storage=str(tmp_path),
+        space=load_search_space("demo"),
+        recipe=Recipe(epochs=4),
+        samples=3,
+    )
+    settings.run_dir.mkdir(parents=True)
+    warm = next(c for c in _callbacks(settings, print) if type(c).__name__ == "WarmExport")
+    trials = [_trial(Trial.RUNNING, {"epoch": 1}) for _ in range(2)]
+    warm.on_trial_complete(0, trials, trials[0])
+    warm.on_trial_error(0, trials, trials[1])
+    assert not warmed.wait(0.2) and calls == []  # a third sample is still to come
+    trials.append(_trial(Trial.RUNNING, {"epoch": 1}))
+    warm.on_trial_complete(0, trials, trials[2])
+    warm.on_trial_error(0, trials, trials[1])
+    assert warmed.wait(5)
+    time.sleep(0.2)
+    assert calls == ["warm-export"]
