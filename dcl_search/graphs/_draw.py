@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import io
 import math
+import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import networkx as nx
 
 from dcl_search.graphs._canonical import graph_hash
 from dcl_search.graphs._io import gate_of
 from dcl_search.graphs._schema import CUTOFF
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 TARGET_COLOR = "#f4a300"
 TRAINED_COLOR = "#9ecae1"
@@ -29,6 +34,10 @@ CURVE = "arc3,rad=0.15"  # s→t and t→s bend apart instead of overlapping
 DPI = 120
 PAD = 0.45  # data units beyond the node centres (the circle has radius 1)
 MIN_HEIGHT = 1.8
+# One picture at a time per process: a search's warm-up thread (warm_drawing) may still import
+# matplotlib when its export starts drawing, and two threads importing the same modules can
+# see each other's half-initialised ones.
+_DRAWING = threading.Lock()
 
 
 def _role(graph: nx.DiGraph, node: int) -> str:
@@ -173,6 +182,13 @@ def warm_drawing() -> None:
 
 
 def _save_png(graph: nx.DiGraph, out: Path | io.BytesIO, title: str | None) -> None:
+    with _DRAWING:
+        fig = _render(graph, title)
+        fig.savefig(out, dpi=DPI, bbox_inches="tight", format="png")
+        fig.clear()  # drops the artists now; the Figure has no pyplot manager to close
+
+
+def _render(graph: nx.DiGraph, title: str | None) -> Figure:
     # Imported here: matplotlib takes 0.3 s to import, and every search worker imports this
     # package but never draws.
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -192,5 +208,4 @@ def _save_png(graph: nx.DiGraph, out: Path | io.BytesIO, title: str | None) -> N
     ax.set_title(_caption(graph, title), fontsize=10)
     _frame(pos, ax)
     ax.set_axis_off()
-    fig.savefig(out, dpi=DPI, bbox_inches="tight", format="png")
-    fig.clear()  # drops the artists now; the Figure has no pyplot manager to close
+    return fig

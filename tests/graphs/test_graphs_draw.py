@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -118,3 +119,18 @@ def test_warm_drawing_loads_matplotlib_and_writes_no_file(tmp_path: Path) -> Non
     )
     assert done.stdout.strip() == "['matplotlib.backends.backend_agg', 'matplotlib.figure']"
     assert list(tmp_path.iterdir()) == []
+
+
+def test_pictures_are_drawn_one_at_a_time(tmp_path: Path) -> None:
+    """The export waits while the search's warm-up thread imports matplotlib and draws:
+    two threads importing the same modules can see each other's half-initialised ones."""
+    from dcl_search.graphs import _draw
+
+    path = tmp_path / "kd.png"
+    drawing = threading.Thread(target=draw_graph, args=(preset_graph("kd"), path))
+    with _draw._DRAWING:  # a warm-up under way
+        drawing.start()
+        drawing.join(0.5)
+        assert drawing.is_alive() and not path.exists()
+    drawing.join(30)
+    assert path.read_bytes()[:8] == PNG_SIGNATURE
