@@ -25,15 +25,20 @@ def _trial(status: str, result: dict) -> Trial:
     return trial
 
 
-def test_lines_count_every_ended_trial_once_with_the_best_so_far(tmp_path: Path) -> None:
+def _settings(tmp_path: Path, samples: int) -> SearchSettings:
     settings = SearchSettings(
         name="run",
         storage=str(tmp_path),
         space=load_search_space("demo"),
         recipe=Recipe(epochs=4),
-        samples=10,
+        samples=samples,
     )
     settings.run_dir.mkdir(parents=True)
+    return settings
+
+
+def test_lines_count_every_ended_trial_once_with_the_best_so_far(tmp_path: Path) -> None:
+    settings = _settings(tmp_path, samples=10)
     lines: list[str] = []
     progress = next(c for c in _callbacks(settings, lines.append) if type(c).__name__ == "Progress")
     # before this driver: one ended trial in Tune's saved state, one only in the ledger (it
@@ -78,14 +83,7 @@ def test_export_warms_up_once_every_sample_started_and_a_slot_idles(
         warmed.set()
 
     monkeypatch.setattr(driver, "_warm_export", fake_warm)
-    settings = SearchSettings(
-        name="run",
-        storage=str(tmp_path),
-        space=load_search_space("demo"),
-        recipe=Recipe(epochs=4),
-        samples=3,
-    )
-    settings.run_dir.mkdir(parents=True)
+    settings = _settings(tmp_path, samples=3)
     warm = next(c for c in _callbacks(settings, print) if type(c).__name__ == "WarmExport")
     trials = [_trial(Trial.RUNNING, {"epoch": 1}) for _ in range(2)]
     warm.on_trial_complete(0, trials, trials[0])
