@@ -12,6 +12,7 @@ import networkx as nx
 
 from dcl_search.graphs._canonical import graph_hash
 from dcl_search.graphs._io import gate_of
+from dcl_search.graphs._presets import independent
 from dcl_search.graphs._schema import CUTOFF
 
 if TYPE_CHECKING:
@@ -175,10 +176,7 @@ def warm_drawing() -> None:
     """Imports matplotlib and loads its font by drawing a one-node graph in memory: 0.4-0.5 s
     that the first picture would otherwise pay. A search calls it while a core idles in its
     tail, so that its export, which ends the command, draws at once."""
-    graph = nx.DiGraph()
-    graph.add_node(0, model="-")
-    graph.add_edge(0, 0, gate="through")
-    _save_png(graph, io.BytesIO(), None)
+    _save_png(independent(), io.BytesIO(), None)
 
 
 def _save_png(graph: nx.DiGraph, out: Path | io.BytesIO, title: str | None) -> None:
