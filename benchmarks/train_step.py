@@ -136,6 +136,38 @@ def _bytes_per_image(ours: Ours) -> float:
     return counter.total / images
 
 
+def _profile(ours: Ours, steps: int, device: str) -> dict[str, typing.Any]:
+    """Where a step of ours spends its time on a GPU: torch's profiler over ``steps`` steps.
+
+    The device's busy time over the wall time says whether the GPU or the host (Python, kernel
+    launches) sets the pace; the table lists the operators by their own device time. A profiler
+    that fails on this torch is reported, not fatal: it explains a result, it is not one."""
+    from torch.profiler import ProfilerActivity, profile
+
+    try:
+        with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+            _sync(device)
+            start = time.perf_counter()
+            ours.run(steps)
+            _sync(device)
+            wall = time.perf_counter() - start
+        averages = prof.key_averages()
+        # kernels and copies have no child events: their self time is the device's busy time
+        busy_us = sum(e.self_device_time_total for e in averages if e.device_type.name == "CUDA")
+        table = averages.table(
+            sort_by="self_device_time_total", row_limit=25, max_name_column_width=60
+        )
+    except Exception as error:  # noqa: BLE001  # any profiler failure: keep the benchmark's result
+        return {"error": f"{type(error).__name__}: {error}"}
+    return {
+        "steps": steps,
+        "wall_seconds_profiled": wall,
+        "device_busy_seconds": busy_us / 1e6,
+        "device_busy_share": busy_us / 1e6 / wall,
+        "table": table.splitlines(),
+    }
+
+
 def _evaluation_share(trainer: CollaborativeTrainer, train_rate: float, device: str) -> float:
     """Validation time over training time for one epoch, with the default 10% validation split
     (1 validation image per 9 training images), in the trainer's large no-grad batches."""
@@ -220,6 +252,7 @@ def main() -> None:
         entry["tflops"] = entry["median_images_per_s"] * flops / 1e12
     ratio = results["ours"]["median_images_per_s"] / results["reference"]["median_images_per_s"]
     eval_share = _evaluation_share(impls[0].trainer, results["ours"]["median_images_per_s"], device)
+    profiled = _profile(impls[0], min(steps, 10), device) if device == "cuda" else None
     traffic = _bytes_per_image(impls[0])
     bandwidth = results["ours"]["median_images_per_s"] * traffic
     after = results["ours"]["allocated_after_bytes"]
@@ -257,6 +290,7 @@ def main() -> None:
         # allocated after epoch k minus after the first measured epoch: > 0 means a leak
         "ours_memory_growth_bytes": after[-1] - after[0] if after[0] is not None else None,
         "evaluation_share_of_epoch": eval_share,
+        "ours_profile": profiled,
     }
     print(
         f"\n{name}, torch {torch.__version__}, graph {spec}, batch {args.batch}, {args.reps} reps of {steps} steps"
@@ -290,6 +324,15 @@ def main() -> None:
             f"(growth {report['ours_memory_growth_bytes'] / 2**20:.1f} MiB)"
         )
     print(f"validation (10% of the data) costs {100 * eval_share:.1f}% of a training epoch")
+    if profiled is not None and "error" in profiled:
+        print(f"profiler failed: {profiled['error']}")
+    elif profiled is not None:
+        print("\n".join(profiled["table"]))
+        print(
+            f"profiled {profiled['steps']} steps of ours: the GPU was busy "
+            f"{profiled['device_busy_seconds']:.3f} s of {profiled['wall_seconds_profiled']:.3f} s "
+            f"({100 * profiled['device_busy_share']:.0f}%)"
+        )
     label = device if args.compile == "off" else f"{device}-compile-{args.compile}"
     if spec != DEFAULT_GRAPH[device]:  # another graph's run does not replace the default's
         label += "-" + "".join(c if c.isalnum() else "_" for c in spec)
