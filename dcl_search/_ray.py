@@ -27,10 +27,22 @@ def quiet_ray_environment() -> None:
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
 
 
-def init_ray(address: str | None, *, cpus_per_task: float, gpus_per_task: float, noun: str) -> None:
+# Trials (and re-evaluation runs) sharing one GPU by default. ResNet-32-class graphs keep a
+# GPU busy a tenth of the time, waiting on Python and kernel launches: on one H200, 8 at once
+# finished 4.2x the trial-epochs per hour of 1, and 4 at once 3.3x
+# (benchmarks/results/packing-cuda-2026-12-04.json)
+TASKS_PER_GPU = 8
+
+
+def init_ray(
+    address: str | None, *, cpus_per_task: float, gpus_per_task: float | None, noun: str
+) -> float:
     """Starts Ray here, or joins the cluster at ``address`` (once per process), and checks that
     a task of ``cpus_per_task`` and ``gpus_per_task`` fits on some machine (``noun`` names the
-    options in the message: ``--cpus-per-trial``, ``--cpus-per-run``)."""
+    options in the message: ``--cpus-per-trial``, ``--cpus-per-run``).
+
+    Returns the task's share of a GPU: ``gpus_per_task``, or where that is None,
+    1/TASKS_PER_GPU if the cluster has GPUs, else 0."""
     quiet_ray_environment()
     import ray
 
@@ -51,8 +63,11 @@ def init_ray(address: str | None, *, cpus_per_task: float, gpus_per_task: float,
                     _system_config=_socket_retries(),
                     **common,
                 )
+    if gpus_per_task is None:
+        gpus_per_task = 1 / TASKS_PER_GPU if ray.cluster_resources().get("GPU", 0) > 0 else 0.0
     _check_fits(cpus_per_task, gpus_per_task, noun, address)
     _warn_unused_gpus(gpus_per_task, noun)
+    return gpus_per_task
 
 
 def _socket_retries() -> dict[str, int]:
@@ -171,8 +186,8 @@ def _warn_unused_gpus(gpus: float, noun: str) -> None:
         print(
             f"dcl-search: warning: the Ray cluster has {counted(int(total), 'GPU')}, but "
             f"--gpus-per-{noun} is 0: "
-            f"every {noun} trains on the CPU; pass --gpus-per-{noun} 1 for one {noun} per GPU, "
-            "or a fraction such as 0.25 to run four on each",
+            f"every {noun} trains on the CPU; pass --gpus-per-{noun} 0.125 to run eight on "
+            "each GPU (measured fastest for ResNet-32-class graphs), or 1 for one per GPU",
             file=sys.stderr,
         )
 

@@ -68,7 +68,7 @@ def reevaluate_run(
     seeds: int,
     *,
     cpus: float = 1.0,
-    gpus: float = 0.0,
+    gpus: float | None = None,
     address: str | None = None,
     status_every: float = 60.0,
 ) -> None:
@@ -96,7 +96,7 @@ def reevaluate_run(
         f"({counted(len(candidates) * seeds, 'run')} of {counted(settings.recipe.epochs, 'epoch')})",
         file=sys.stderr,
     )
-    init_ray(address, cpus_per_task=cpus, gpus_per_task=gpus, noun="run")
+    gpus = init_ray(address, cpus_per_task=cpus, gpus_per_task=gpus, noun="run")
     out = run_dir / "reeval"
     runs = train_candidates(
         candidates,
@@ -153,7 +153,7 @@ def run_transfer(args: argparse.Namespace) -> int:
         f"{counted(len(candidates) * args.seeds, 'run')}",
         file=sys.stderr,
     )
-    init_ray(
+    gpus = init_ray(
         args.address, cpus_per_task=args.cpus_per_run, gpus_per_task=args.gpus_per_run, noun="run"
     )
     runs = train_candidates(
@@ -163,7 +163,7 @@ def run_transfer(args: argparse.Namespace) -> int:
         args.seeds,
         out,
         cpus_per_run=args.cpus_per_run,
-        gpus_per_run=args.gpus_per_run,
+        gpus_per_run=gpus,
         status_every=args.status_every,
     )
     _finish(runs, out)

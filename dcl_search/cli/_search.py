@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from dcl_search._errors import DCLSearchError
 from dcl_search._plugins import plugin_specs
-from dcl_search._ray import stop_ray
+from dcl_search._ray import TASKS_PER_GPU, stop_ray
 from dcl_search._words import counted
 from dcl_search.cli._common import (
     add_data_options,
@@ -47,8 +47,10 @@ def add_resources(parser: argparse.ArgumentParser, noun: str = "trial") -> None:
     parser.add_argument(
         f"--gpus-per-{noun}",
         type=share(zero_allowed=True),
-        default=0.0,
-        help=f"GPUs per {noun}; fractions pack several on one GPU, e.g. 0.25 (default 0: CPU)",
+        default=None,
+        help=f"GPUs per {noun}; fractions pack several on one GPU, e.g. 0.25 (default: "
+        f"{1 / TASKS_PER_GPU:g}, {TASKS_PER_GPU} on each GPU, where the Ray cluster has GPUs; "
+        "else 0: CPU)",
     )
     parser.add_argument(
         "--address",
@@ -158,6 +160,7 @@ def _settings(args: argparse.Namespace) -> SearchSettings:
     if args.nodes is not None:
         space = space.with_nodes(args.nodes)
     recipe, _ = load_recipe_option(args.recipe, args.dataset, args.epochs)
+    # where the trials share GPUs, run_search lowers it to what the GPUs hold
     concurrency = args.concurrency or max(1, int((os.cpu_count() or 1) // args.cpus_per_trial))
     name = args.name or f"{args.dataset}-{Path(space_spec).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
     return SearchSettings(
@@ -175,7 +178,7 @@ def _settings(args: argparse.Namespace) -> SearchSettings:
         grace_period=args.grace_period,
         reduction_factor=args.reduction_factor,
         cpus_per_trial=args.cpus_per_trial,
-        gpus_per_trial=args.gpus_per_trial,
+        gpus_per_trial=args.gpus_per_trial,  # None: decided once Ray has started
         concurrency=concurrency,
         max_failures=args.max_failures,
         status_every=args.status_every,
@@ -293,7 +296,8 @@ def _announce(settings: SearchSettings, *, resumed: bool, done: bool) -> None:
         print(
             f"search {settings.run_dir}: {counted(settings.samples, 'graph')} of {nodes} on "
             f"{settings.dataset}, ASHA to {counted(settings.recipe.epochs, 'epoch')}, "
-            f"{settings.concurrency} at once",
+            f"{settings.concurrency} at once"
+            + (f", {settings.gpus_per_trial:g} GPU each" if settings.gpus_per_trial else ""),
             file=sys.stderr,
         )
     if settings.recipe.compile != "off":
@@ -339,15 +343,15 @@ def run(args: argparse.Namespace) -> int:
         _refuse_moved(args.resume)
     check = dataset_check(settings, args.address)
 
-    def ready() -> None:
+    def ready(resolved: SearchSettings) -> None:
         if check is not None:
             check.result()
-        _announce(settings, resumed=bool(args.resume), done=done)
+        _announce(resolved, resumed=bool(args.resume), done=done)
 
     resume_hint = f"continue with: dcl-search search --resume {settings.run_dir}"
     try:
         if done:  # no need to start Ray: the export and --reeval-top still run
-            ready()
+            ready(settings)
         seconds = (
             None
             if done

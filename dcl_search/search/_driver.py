@@ -11,6 +11,7 @@ results/<name>/
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import sys
 import threading
 import time
@@ -315,12 +316,14 @@ def run_search(
     resume: bool = False,
     address: str | None = None,
     log: Callable[[str], None] = lambda text: print(text, file=sys.stderr),
-    ready: Callable[[], None] = lambda: None,
+    ready: Callable[[SearchSettings], None] = lambda settings: None,
 ) -> float:
     """Runs (or resumes) the search; returns its wall time in seconds.
 
     ``ready`` runs once Ray has started, before the run folder is written or any trial runs
-    (the command line checks the dataset meanwhile); what it raises stops the search, and Ray.
+    (the command line checks the dataset meanwhile), with the settings as they will run: the
+    share of a GPU decided where ``gpus_per_trial`` is None. What it raises stops the search,
+    and Ray.
 
     Raises :class:`SearchInterrupted` (after Tune has saved its state) when Ctrl-C ended the
     search before all its samples did: Tune catches the signal and returns as if done.
@@ -331,15 +334,17 @@ def run_search(
             f"{settings.run_dir} already holds a search; resume it with --resume {settings.run_dir} "
             "or choose another --name"
         )
-    init_ray(
+    gpus = init_ray(
         address,
         cpus_per_task=settings.cpus_per_trial,
         gpus_per_task=settings.gpus_per_trial,
         noun="trial",
     )
+    if settings.gpus_per_trial is None:
+        settings = _on_gpus(settings, gpus)
     try:
         _import_tune()  # while the caller's check, if any, runs
-        ready()
+        ready(settings)
     except BaseException:
         stop_ray()
         raise
@@ -358,6 +363,19 @@ def run_search(
         raise SearchInterrupted(ended, settings.samples, seconds)
     _fail_stale_optuna_trials(settings)
     return seconds
+
+
+def _on_gpus(settings: SearchSettings, gpus: float) -> SearchSettings:
+    """The settings with the share of a GPU that Ray's start decided, and no more trials at
+    once than the cluster's GPUs hold at that share: Optuna would otherwise sample graphs for
+    trials that wait, without the results of those before them."""
+    import ray
+
+    concurrency = settings.concurrency
+    if gpus > 0:
+        fit = int(ray.cluster_resources().get("GPU", 0) / gpus + 1e-9)
+        concurrency = max(1, min(concurrency, fit))
+    return dataclasses.replace(settings, gpus_per_trial=gpus, concurrency=concurrency)
 
 
 @contextlib.contextmanager

@@ -52,7 +52,7 @@ class SearchSettings:
     grace_period: int = 1
     reduction_factor: int = 2
     cpus_per_trial: float = 1.0
-    gpus_per_trial: float = 0.0
+    gpus_per_trial: float | None = 0.0  # None: 1/TASKS_PER_GPU where the Ray cluster has GPUs
     concurrency: int = 2
     max_failures: int = 2
     status_every: float = 60.0  # seconds without a progress line before a status line; 0: never
@@ -70,7 +70,7 @@ class SearchSettings:
             ),
             "reduction_factor": (self.reduction_factor >= 2, ">= 2"),
             "cpus_per_trial": (self.cpus_per_trial > 0, "> 0"),
-            "gpus_per_trial": (self.gpus_per_trial >= 0, ">= 0"),
+            "gpus_per_trial": (self.gpus_per_trial is None or self.gpus_per_trial >= 0, ">= 0"),
             "concurrency": (self.concurrency >= 1, ">= 1"),
             "max_failures": (self.max_failures >= 0, ">= 0"),
             "status_every": (self.status_every >= 0, ">= 0"),
@@ -103,7 +103,7 @@ class SearchSettings:
 
     @property
     def device(self) -> str:
-        return "cuda" if self.gpus_per_trial > 0 else "cpu"
+        return "cuda" if (self.gpus_per_trial or 0) > 0 else "cpu"
 
     @property
     def rungs(self) -> list[int]:
