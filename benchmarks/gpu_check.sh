@@ -21,7 +21,9 @@
 #   runs searches, so Ray and Optuna must be importable: where they are not installed, carry the
 #   bundle that benchmarks/device_bundle.sh writes to .whl/; this step unpacks it;
 # - compiled: train_step.py again with ours compiled (COMPILE, default reduce-overhead: inductor
-#   and CUDA graphs) beside ours and the reference. Last by default: compiling takes longest.
+#   and CUDA graphs) beside ours and the reference. Last by default: compiling takes longest;
+# - packing_compiled: packing.py with every trial compiled (COMPILE), in Ray's trial threads:
+#   whether packing and CUDA graphs add up (not a default step; STEPS names it).
 # A step that fails is reported and the next one still runs; the exit status is the first
 # failure's. A step gets at most its own limit (LIMIT_<step> seconds) and what is left of BUDGET
 # (default 540 s); one with under 20 s left is skipped. Everything printed also goes to
@@ -86,23 +88,30 @@ for name in $steps; do
         step fuse_nodes 120 "$python" benchmarks/fuse_nodes.py --device "$device" ${FUSE_ARGS:-} \
             --out "$out/fuse_nodes-$device-$date.json"
         ;;
-    packing)
+    packing | packing_compiled)
         if ! "$python" -c "import ray.tune, optuna" 2>/dev/null; then
             if [ ! -f "$bundle/ray-stripped.tar.xz" ]; then
-                fail "packing needs Ray and Optuna: run benchmarks/device_bundle.sh and carry .whl" 2
+                fail "$name needs Ray and Optuna: run benchmarks/device_bundle.sh and carry .whl" 2
                 continue
             fi
             mkdir -p /tmp/site && tar -xJf "$bundle/ray-stripped.tar.xz" -C /tmp/site &&
-                "$python" -m pip install -q --no-index --no-deps --no-compile --target /tmp/site \
-                    "$bundle"/*.whl
+                "$python" -m pip install -q --no-index --no-deps --no-compile --upgrade \
+                    --target /tmp/site "$bundle"/*.whl
             export PYTHONPATH="/tmp/site:$PYTHONPATH"
         fi
+        if [ "$name" = packing ]; then
+            label=packing-$device
+            compile=off
+        else
+            compile=${COMPILE:-reduce-overhead}
+            label=packing-$device-compile-$compile
+        fi
         # shellcheck disable=SC2086  # PACKING_ARGS is a list of options
-        step packing 420 "$python" benchmarks/packing.py --device "$device" ${PACKING_ARGS:-} \
-            --out "$out/packing-$device-$date.json"
+        step "$name" 420 "$python" benchmarks/packing.py --device "$device" \
+            --compile "$compile" ${PACKING_ARGS:-} --out "$out/$label-$date.json"
         ;;
     *)
-        echo "unknown step $name; steps: tests train_step fuse_nodes packing compiled"
+        echo "unknown step $name; steps: tests train_step fuse_nodes packing compiled packing_compiled"
         exit 2
         ;;
     esac

@@ -2,6 +2,7 @@
 
     python benchmarks/packing.py --device cuda          # 16 trials per packing, 2 epochs each
     python benchmarks/packing.py --device cpu --packings 1,2 --trials 2 --epochs 1 --images 2000
+    python benchmarks/packing.py --device cuda --compile reduce-overhead   # trials compiled
 
 For each packing p, runs ``dcl-search search --dataset cifar100`` as a user does, over 2-node
 ResNet-32 graphs (every gate, no frozen nodes; the paper recipe with ``--epochs E``), with p
@@ -24,7 +25,10 @@ Ray's start-up and the export), the median epoch time, and each packing's rate a
 1. Recommends the packing with the most trial-epochs per hour while trials run as the default
 ``--gpus-per-trial`` (``--cpus-per-trial`` on the CPU).
 
-Writes benchmarks/results/packing-<device>-<date>.json (``--out`` to change).
+``--compile MODE`` trains with the recipe's ``compile: MODE`` (each worker's first trial of a
+graph shape also compiles it): whether packing and CUDA graphs add up.
+
+Writes benchmarks/results/packing-<device>[-compile-<mode>]-<date>.json (``--out`` to change).
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _report import default_path, device_name, write_report  # noqa: E402
@@ -100,14 +105,22 @@ def resources(device: str, packing: int, cores: int) -> dict[str, float | int]:
     return {"cpus_per_trial": cpus, "gpus_per_trial": gpus, "concurrency": packing}
 
 
+def write_recipe(path: Path, compile_mode: str) -> Path:
+    """The paper's recipe with ``compile`` set: the trials' training as a user would ask for it."""
+    recipe = yaml.safe_load(RECIPE.read_text())
+    recipe["compile"] = compile_mode
+    path.write_text(yaml.safe_dump(recipe, sort_keys=False))
+    return path
+
+
 def search_command(
     data_dir: Path, space: Path, storage: Path, packing: int, trials: int, epochs: int,
-    used: dict[str, float | int],
+    used: dict[str, float | int], recipe: Path = RECIPE,
 ) -> list[str]:  # fmt: skip
     return [
         sys.executable, "-m", "dcl_search", "search",
         "--dataset", "cifar100", "--data-dir", str(data_dir),
-        "--space", str(space), "--recipe", str(RECIPE),
+        "--space", str(space), "--recipe", str(recipe),
         "--epochs", str(epochs), "--samples", str(trials),
         # grace period = epochs: ASHA stops no trial, every packing trains the same epochs
         "--grace-period", str(epochs), "--sampler", "random",
@@ -188,6 +201,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--data-dir", type=Path, default=None, help="a real CIFAR-100 (default: synthetic)"
     )
+    parser.add_argument(
+        "--compile",
+        choices=("off", "default", "reduce-overhead", "max-autotune"),
+        default="off",
+        help="the recipe's compile for every trial (default off, as trainers/paper.yaml)",
+    )
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
     if args.device == "cuda" and not torch.cuda.is_available():
@@ -212,12 +231,13 @@ def main(argv: list[str] | None = None) -> int:
             data_dir = write_synthetic_cifar100(tmp / "data", args.images)
         space = tmp / "space.yaml"
         space.write_text(SPACE_YAML)
+        recipe = write_recipe(tmp / "recipe.yaml", args.compile)
         for packing in packings:
             used = resources(args.device, packing, cores)
             flags = ", ".join(f"--{key.replace('_', '-')} {value:g}" for key, value in used.items())
             print(f"packing {packing}: {trials} trials × {args.epochs} epochs, {flags}", flush=True)
             command = search_command(
-                data_dir, space, tmp / "runs", packing, trials, args.epochs, used
+                data_dir, space, tmp / "runs", packing, trials, args.epochs, used, recipe
             )
             wall = run_packing(command, cwd=tmp)
             result = throughput(_rows(tmp / "runs" / f"packing-{packing}"), wall)
@@ -248,13 +268,15 @@ def main(argv: list[str] | None = None) -> int:
             "test_images": None if args.data_dir else TEST_IMAGES,
             "space": SPACE_YAML,
             "recipe": "trainers/paper.yaml",
+            "compile": args.compile,
             "sampler": "random",
             "grace_period": args.epochs,
         },
         "results": results,
         "recommendation": recommendation,
     }
-    write_report(report, args.out or default_path(f"packing-{args.device}"))
+    label = f"packing-{args.device}" + ("" if args.compile == "off" else f"-compile-{args.compile}")
+    write_report(report, args.out or default_path(label))
     return 0
 
 

@@ -68,3 +68,15 @@ def test_resources_share_the_device_and_the_cores() -> None:
         "gpus_per_trial": 0.0,
         "concurrency": 4,
     }
+
+
+@pytest.mark.parametrize("mode", ["off", "reduce-overhead"])
+def test_the_compiled_searches_train_the_paper_recipe_with_only_compile_changed(
+    tmp_path, mode
+) -> None:
+    from dcl_search.training import load_recipe
+
+    written = load_recipe(packing.write_recipe(tmp_path / "recipe.yaml", mode))
+    paper = load_recipe(packing.RECIPE)
+    assert written.compile == mode
+    assert written.to_dict() == {**paper.to_dict(), "compile": mode}
