@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import signal
 from collections.abc import Iterator
@@ -274,3 +275,28 @@ def test_settings_refuse_a_negative_share_of_a_gpu(tmp_path) -> None:
             recipe=Recipe(epochs=2),
             gpus_per_trial=-1,
         )
+
+
+def test_a_trial_given_a_gpu_that_torch_cannot_see_says_how_to_train_on_the_cpu(tmp_path):
+    import torch
+
+    from dcl_search._errors import TrainingError
+    from dcl_search.search import SearchSettings, load_search_space
+    from dcl_search.search._trial import check_gpu_seen
+    from dcl_search.training import Recipe
+
+    if torch.cuda.is_available():
+        pytest.skip("torch sees a GPU here")
+    settings = SearchSettings(
+        name="run",
+        storage=str(tmp_path),
+        space=load_search_space("demo"),
+        recipe=Recipe(epochs=2),
+        gpus_per_trial=0.125,
+    )
+    with pytest.raises(TrainingError) as raised:
+        check_gpu_seen(settings)
+    message = str(raised.value)
+    assert message.startswith("this trial was given 0.125 of a GPU (--gpus-per-trial; 0.125 by")
+    assert message.endswith("or pass --gpus-per-trial 0 to train on the CPU")
+    check_gpu_seen(dataclasses.replace(settings, gpus_per_trial=0.0))  # the CPU needs no check

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import socket
 import tempfile
 import time
 from pathlib import Path
@@ -19,6 +20,8 @@ import ray
 from ray import tune
 from ray.tune.result import AUTO_RESULT_KEYS, DONE, EXPERIMENT_TAG, SHOULD_CHECKPOINT, TRIAL_ID
 
+from dcl_search._errors import TrainingError
+from dcl_search._ray import TASKS_PER_GPU
 from dcl_search.graphs import canonical_graph, graph_hash, write_graph
 from dcl_search.search._data import cached_data
 from dcl_search.search._settings import SearchSettings
@@ -158,10 +161,25 @@ def _train(
             reporter.report(metrics.row(), trained_here=True)
 
 
+def check_gpu_seen(settings: SearchSettings) -> None:
+    """Ray hands out GPUs it finds on the machine; a torch built without CUDA (or with another
+    CUDA than the driver's) sees none of them. Said in the search's terms, in every trial."""
+    import torch
+
+    if settings.device == "cuda" and not torch.cuda.is_available():
+        raise TrainingError(
+            f"this trial was given {settings.gpus_per_trial:g} of a GPU (--gpus-per-trial; "
+            f"{1 / TASKS_PER_GPU:g} by default where Ray finds GPUs), but torch "
+            f"{torch.__version__} on {socket.gethostname()} sees no CUDA device; install a "
+            "torch built for this machine's CUDA, or pass --gpus-per-trial 0 to train on the CPU"
+        )
+
+
 def run_trial(config: dict[str, Any], settings: SearchSettings) -> None:
     """The Tune function trainable: reports one result per epoch of the sampled graph."""
     import torch
 
+    check_gpu_seen(settings)
     started_at = time.time()
     torch.set_num_threads(max(1, int(settings.cpus_per_trial)))
     sampled, hyperparameters = config_to_graph(config, settings.space)
