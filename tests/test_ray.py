@@ -21,6 +21,19 @@ WARNING = (
 )
 
 
+def _settings(tmp_path, **fields):
+    from dcl_search.search import SearchSettings, load_search_space
+    from dcl_search.training import Recipe
+
+    return SearchSettings(
+        name="run",
+        storage=str(tmp_path),
+        space=load_search_space("demo"),
+        recipe=Recipe(epochs=2),
+        **fields,
+    )
+
+
 def _start_ray(monkeypatch: pytest.MonkeyPatch, gpus: int) -> None:
     """A real local Ray declaring ``gpus`` GPUs (Ray schedules by the declared count; nothing
     here touches CUDA); init_ray joins it instead of starting its own."""
@@ -99,19 +112,9 @@ def test_by_default_tasks_train_on_the_cpu_of_a_cluster_without_gpus(monkeypatch
 def test_the_trials_at_once_are_what_the_gpus_hold_at_the_decided_share(
     ray_with_two_gpus, tmp_path, gpus, concurrency, expected
 ):
-    from dcl_search.search import SearchSettings, load_search_space
     from dcl_search.search._driver import _on_gpus
-    from dcl_search.training import Recipe
 
-    settings = SearchSettings(
-        name="run",
-        storage=str(tmp_path),
-        space=load_search_space("demo"),
-        recipe=Recipe(epochs=2),
-        gpus_per_trial=None,
-        concurrency=concurrency,
-    )
-    resolved = _on_gpus(settings, gpus)
+    resolved = _on_gpus(_settings(tmp_path, gpus_per_trial=None, concurrency=concurrency), gpus)
     assert (resolved.gpus_per_trial, resolved.concurrency) == (gpus, expected)
     assert resolved.device == ("cuda" if gpus else "cpu")
 
@@ -264,36 +267,21 @@ def test_the_search_command_leaves_the_share_of_a_gpu_to_rays_start() -> None:
 
 
 def test_settings_refuse_a_negative_share_of_a_gpu(tmp_path) -> None:
-    from dcl_search.search import SearchError, SearchSettings, load_search_space
-    from dcl_search.training import Recipe
+    from dcl_search.search import SearchError
 
     with pytest.raises(SearchError, match=r"--gpus-per-trial is -1, but must be >= 0"):
-        SearchSettings(
-            name="run",
-            storage=str(tmp_path),
-            space=load_search_space("demo"),
-            recipe=Recipe(epochs=2),
-            gpus_per_trial=-1,
-        )
+        _settings(tmp_path, gpus_per_trial=-1)
 
 
 def test_a_trial_given_a_gpu_that_torch_cannot_see_says_how_to_train_on_the_cpu(tmp_path):
     import torch
 
     from dcl_search._errors import TrainingError
-    from dcl_search.search import SearchSettings, load_search_space
     from dcl_search.search._trial import check_gpu_seen
-    from dcl_search.training import Recipe
 
     if torch.cuda.is_available():
         pytest.skip("torch sees a GPU here")
-    settings = SearchSettings(
-        name="run",
-        storage=str(tmp_path),
-        space=load_search_space("demo"),
-        recipe=Recipe(epochs=2),
-        gpus_per_trial=0.125,
-    )
+    settings = _settings(tmp_path, gpus_per_trial=0.125)
     with pytest.raises(TrainingError) as raised:
         check_gpu_seen(settings)
     message = str(raised.value)
