@@ -34,6 +34,7 @@ Writes benchmarks/results/packing-<device>[-compile-<mode>]-<date>.json (``--out
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import importlib.metadata
 import os
@@ -42,6 +43,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import typing
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +54,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _report import default_path, device_name, write_report  # noqa: E402
 from _synthetic import TEST_IMAGES, write_synthetic_cifar100  # noqa: E402
 from search_overhead import _rows, trained_epoch_seconds  # noqa: E402
+
+from dcl_search.training import Recipe, load_recipe  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPE = ROOT / "trainers" / "paper.yaml"
@@ -107,9 +111,8 @@ def resources(device: str, packing: int, cores: int) -> dict[str, float | int]:
 
 def write_recipe(path: Path, compile_mode: str) -> Path:
     """The paper's recipe with ``compile`` set: the trials' training as a user would ask for it."""
-    recipe = yaml.safe_load(RECIPE.read_text())
-    recipe["compile"] = compile_mode
-    path.write_text(yaml.safe_dump(recipe, sort_keys=False))
+    recipe = dataclasses.replace(load_recipe(RECIPE), compile=compile_mode)
+    path.write_text(yaml.safe_dump(recipe.to_dict(), sort_keys=False))
     return path
 
 
@@ -203,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--compile",
-        choices=("off", "default", "reduce-overhead", "max-autotune"),
+        choices=typing.get_args(typing.get_type_hints(Recipe)["compile"]),
         default="off",
         help="the recipe's compile for every trial (default off, as trainers/paper.yaml)",
     )
