@@ -32,6 +32,7 @@ def quiet_ray_environment() -> None:
 # finished 4.2x the trial-epochs per hour of 1, and 4 at once 3.3x
 # (benchmarks/results/packing-cuda-2026-12-04.json)
 TASKS_PER_GPU = 8
+DEFAULT_GPU_SHARE = 1 / TASKS_PER_GPU
 
 
 def init_ray(
@@ -42,7 +43,7 @@ def init_ray(
     options in the message: ``--cpus-per-trial``, ``--cpus-per-run``).
 
     Returns the task's share of a GPU: ``gpus_per_task``, or where that is None,
-    1/TASKS_PER_GPU if the cluster has GPUs, else 0."""
+    DEFAULT_GPU_SHARE if the cluster has GPUs, else 0."""
     quiet_ray_environment()
     import ray
 
@@ -64,7 +65,7 @@ def init_ray(
                     **common,
                 )
     if gpus_per_task is None:
-        gpus_per_task = 1 / TASKS_PER_GPU if ray.cluster_resources().get("GPU", 0) > 0 else 0.0
+        gpus_per_task = DEFAULT_GPU_SHARE if ray.cluster_resources().get("GPU", 0) > 0 else 0.0
     _check_fits(cpus_per_task, gpus_per_task, noun, address)
     _warn_unused_gpus(gpus_per_task, noun)
     return gpus_per_task
@@ -186,7 +187,8 @@ def _warn_unused_gpus(gpus: float, noun: str) -> None:
         print(
             f"dcl-search: warning: the Ray cluster has {counted(int(total), 'GPU')}, but "
             f"--gpus-per-{noun} is 0: "
-            f"every {noun} trains on the CPU; pass --gpus-per-{noun} 0.125 to run eight on "
+            f"every {noun} trains on the CPU; pass --gpus-per-{noun} {DEFAULT_GPU_SHARE:g} to run "
+            "eight on "
             "each GPU (measured fastest for ResNet-32-class graphs), or 1 for one per GPU",
             file=sys.stderr,
         )

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from dcl_search._errors import DCLSearchError
 from dcl_search._plugins import plugin_specs
-from dcl_search._ray import TASKS_PER_GPU, stop_ray
+from dcl_search._ray import DEFAULT_GPU_SHARE, TASKS_PER_GPU, stop_ray
 from dcl_search._words import counted
 from dcl_search.cli._common import (
     add_data_options,
@@ -49,7 +49,7 @@ def add_resources(parser: argparse.ArgumentParser, noun: str = "trial") -> None:
         type=share(zero_allowed=True),
         default=None,
         help=f"GPUs per {noun}; fractions pack several on one GPU, e.g. 0.25 (default: "
-        f"{1 / TASKS_PER_GPU:g}, {TASKS_PER_GPU} on each GPU, where the Ray cluster has GPUs; "
+        f"{DEFAULT_GPU_SHARE:g}, {TASKS_PER_GPU} on each GPU, where the Ray cluster has GPUs; "
         "else 0: CPU)",
     )
     parser.add_argument(

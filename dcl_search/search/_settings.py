@@ -52,7 +52,7 @@ class SearchSettings:
     grace_period: int = 1
     reduction_factor: int = 2
     cpus_per_trial: float = 1.0
-    gpus_per_trial: float | None = 0.0  # None: 1/TASKS_PER_GPU where the Ray cluster has GPUs
+    gpus_per_trial: float | None = 0.0  # None: DEFAULT_GPU_SHARE where the Ray cluster has GPUs
     concurrency: int = 2
     max_failures: int = 2
     status_every: float = 60.0  # seconds without a progress line before a status line; 0: never

@@ -21,7 +21,7 @@ from ray import tune
 from ray.tune.result import AUTO_RESULT_KEYS, DONE, EXPERIMENT_TAG, SHOULD_CHECKPOINT, TRIAL_ID
 
 from dcl_search._errors import TrainingError
-from dcl_search._ray import TASKS_PER_GPU
+from dcl_search._ray import DEFAULT_GPU_SHARE
 from dcl_search.graphs import canonical_graph, graph_hash, write_graph
 from dcl_search.search._data import cached_data
 from dcl_search.search._settings import SearchSettings
@@ -169,7 +169,7 @@ def check_gpu_seen(settings: SearchSettings) -> None:
     if settings.device == "cuda" and not torch.cuda.is_available():
         raise TrainingError(
             f"this trial was given {settings.gpus_per_trial:g} of a GPU (--gpus-per-trial; "
-            f"{1 / TASKS_PER_GPU:g} by default where Ray finds GPUs), but torch "
+            f"{DEFAULT_GPU_SHARE:g} by default where Ray finds GPUs), but torch "
             f"{torch.__version__} on {socket.gethostname()} sees no CUDA device; install a "
             "torch built for this machine's CUDA, or pass --gpus-per-trial 0 to train on the CPU"
         )
