@@ -109,13 +109,18 @@ class PrunedAwareOptunaSearch(OptunaSearch):
         its place, its graph's trained epochs unused. Each such study trial is told FAIL and
         its parameters are enqueued, so the next sample is the same graph, which continues
         from the epochs the graph store kept. Trials in ``ended`` (the driver's ledger) ended
-        before the kill and count as samples already."""
+        before the kill and count as samples already.
+
+        A study trial without a Tune trial id was killed while its parameters were sampled
+        (the id is noted once they all are): its graph never ran, so it is told FAIL and not
+        queued again; its partial parameters would otherwise fix part of a new sample."""
         known = {trial.number for trial in self._ot_trials.values()}
         for lost in self._ot_study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             if lost.number in known or lost.user_attrs.get(TUNE_TRIAL_ID) in ended:
                 continue
-            # enqueued first: a driver killed in between re-queues it again rather than not at all
-            self._ot_study.enqueue_trial(lost.params, user_attrs={RERUN_OF: lost.number})
+            if TUNE_TRIAL_ID in lost.user_attrs:
+                # enqueued first: a driver killed in between re-queues it again, not never
+                self._ot_study.enqueue_trial(lost.params, user_attrs={RERUN_OF: lost.number})
             self._ot_study.tell(lost.number, state=TrialState.FAIL)
 
     def suggest(self, trial_id: str) -> dict | None:

@@ -120,6 +120,28 @@ def test_a_trial_lost_with_a_killed_driver_is_the_next_sample_again(tmp_path: Pa
     assert trials[3].params == trials[1].params
 
 
+def test_a_trial_killed_while_it_was_sampled_is_failed_and_not_sampled_again(
+    tmp_path: Path,
+) -> None:
+    # The driver is killed between Optuna's first suggestion for a trial and the Tune trial id
+    # noted once all are made: the study holds a RUNNING trial with part of a graph, which no
+    # Tune trial ever ran. Queued again, its partial graph fixed part of the next sample.
+    searcher = _searcher(tmp_path, ledger=True, samples=3)
+    searcher.suggest("a")
+    searcher.save_to_dir(str(tmp_path))
+    _study(tmp_path).ask()  # sampling interrupted: no parameters, no Tune trial id
+
+    resumed = _searcher(tmp_path, ledger=True, samples=3)
+    resumed.restore_from_dir(str(tmp_path))
+    assert resumed.suggest("b") is not None and resumed.suggest("c") is not None
+    assert resumed.suggest("d") == Searcher.FINISHED  # the interrupted one took no sample
+
+    trials = _study(tmp_path).trials
+    assert [t.state.name for t in trials] == ["RUNNING", "FAIL", "RUNNING", "RUNNING"]
+    assert [t.user_attrs.get(TUNE_TRIAL_ID) for t in trials] == ["a", None, "b", "c"]
+    assert [t.user_attrs.get(RERUN_OF) for t in trials] == [None, None, None, None]
+
+
 def test_a_study_that_cannot_be_read_at_restore_leaves_the_restore_whole(
     tmp_path: Path, caplog
 ) -> None:
