@@ -94,6 +94,11 @@ def run(args: argparse.Namespace) -> int:
             "(seconds to minutes once per model and shape; cached on this machine)",
             file=sys.stderr,
         )
+    if recipe.cuda_graph == "on" and device.type != "cuda":
+        print(
+            f"cuda_graph: on applies to CUDA devices; on {args.device} each step runs eagerly",
+            file=sys.stderr,
+        )
     bars: list[tqdm] = []  # made once the resumed epoch is known, so messages keep their own line
 
     def on_start(trainer) -> None:

@@ -93,6 +93,9 @@ class Recipe:
     # per model and shape, and it gained 1.15x a step on 32x32 CPU images but nothing on the
     # 8x8 digits (benchmarks/train_step.py --compile); unmeasured on a GPU so far
     compile: Literal["off", "default", "reduce-overhead", "max-autotune"] = "off"
+    # one CUDA graph for the whole training step on CUDA devices (dcl_search/training/
+    # _step_graph.py); no effect on the CPU. Off by default until measured on a GPU
+    cuda_graph: Literal["off", "on"] = "off"
 
     def __post_init__(self) -> None:
         _check_finite(self, ("temperature",))
@@ -101,6 +104,12 @@ class Recipe:
                 raise RecipeError(f"{name} is {getattr(self, name)}, but must be >= 1")
         if self.temperature <= 0:
             raise RecipeError(f"temperature is {self.temperature}, but must be > 0")
+        if self.cuda_graph == "on" and self.compile != "off":
+            raise RecipeError(
+                f"cuda_graph: on cannot be combined with compile: {self.compile} (the whole "
+                "step's graph replays eager kernels; compile: reduce-overhead graphs each "
+                "node instead); set one of them to off"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -108,9 +117,9 @@ class Recipe:
     def digest(self) -> str:
         """A short hash of every setting, to tell whether a checkpoint matches this recipe.
 
-        ``compile`` is left out: compiled and eager training are the same computation, and a
-        run may be resumed with or without it."""
-        settings = {k: v for k, v in self.to_dict().items() if k != "compile"}
+        ``compile`` and ``cuda_graph`` are left out: compiled, graphed and eager training are
+        the same computation, and a run may be resumed with or without them."""
+        settings = {k: v for k, v in self.to_dict().items() if k not in ("compile", "cuda_graph")}
         text = json.dumps(settings, sort_keys=True, default=list)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 

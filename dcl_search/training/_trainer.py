@@ -17,6 +17,7 @@ import math
 import os
 import shutil
 import time
+import warnings
 from collections.abc import Iterator
 from contextlib import nullcontext
 from pathlib import Path
@@ -37,6 +38,7 @@ from dcl_search.training._label_noise import LabelNoise
 from dcl_search.training._metrics import Accuracy, EpochMetrics
 from dcl_search.training._recipe import Recipe, learning_rate
 from dcl_search.training._sgd import EagerSGD
+from dcl_search.training._step_graph import CaptureError, CudaGraphCapture, StepGraph
 
 CHECKPOINT_FORMAT = "dcl-search-checkpoint"
 CHECKPOINT_VERSION = 1
@@ -176,6 +178,12 @@ class CollaborativeTrainer:
         self.history: list[EpochMetrics] = []
         self._fixed_noisy_y: torch.Tensor | None = None
         self._identity: dict[str, Any] | None = None
+        # cuda_graph: on applies to CUDA devices; on the CPU the step runs as without it
+        self.step_graph: StepGraph | None = None
+        if recipe.cuda_graph == "on" and on_cuda:
+            self.step_graph = StepGraph(
+                self._step_body, self.num_nodes, CudaGraphCapture(self.device)
+            )
 
     # -- construction -------------------------------------------------------------------
 
@@ -211,7 +219,10 @@ class CollaborativeTrainer:
     def _autocast(self):
         if self.autocast_dtype is None:
             return nullcontext()
-        return torch.autocast(self.device.type, dtype=self.autocast_dtype)
+        # a CUDA graph must not record autocast's cache of cast weights (torch's docs)
+        return torch.autocast(
+            self.device.type, dtype=self.autocast_dtype, cache_enabled=self.step_graph is None
+        )
 
     def _epoch_labels(self) -> torch.Tensor:
         noise = self.label_noise
@@ -249,6 +260,16 @@ class CollaborativeTrainer:
     def train_step(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """One optimisation step of every trainable node; returns per-node losses (on device)."""
         progress = self.step / self.total_steps
+        if self.step_graph is None:
+            losses = self._step_body(x, y, progress)
+        else:
+            losses = self._graphed_step(x, y, progress)
+        self.step += 1
+        return losses
+
+    def _step_body(
+        self, x: torch.Tensor, y: torch.Tensor, progress: float | torch.Tensor
+    ) -> torch.Tensor:
         logits, collaborative = self._forward_all(x, y)
         if not collaborative:
             losses = self.loss(logits, y, progress)
@@ -257,14 +278,30 @@ class CollaborativeTrainer:
             losses = self._collaborative_backward(logits, y, progress, collaborative)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
-        self.step += 1
         return losses.detach()
+
+    def _graphed_step(self, x: torch.Tensor, y: torch.Tensor, progress: float) -> torch.Tensor:
+        lrs = tuple(group["lr"] for group in self.optimizer.param_groups)
+        try:
+            return self.step_graph(x, y, progress, key=lrs)
+        except CaptureError as error:
+            # e.g. a user's gate that reads a value back to the host: train on without the
+            # graph rather than lose the run; nothing of the failed capture has run
+            warnings.warn(
+                f"cuda_graph: on: the training step could not be captured as a CUDA graph "
+                f"({error}); training on without it",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+            self.step_graph = None
+            self.optimizer.zero_grad(set_to_none=True)  # gradients the capture allocated
+            return self._step_body(x, y, progress)
 
     def _collaborative_backward(
         self,
         logits: list[torch.Tensor | None],
         y: torch.Tensor,
-        progress: float,
+        progress: float | torch.Tensor,
         outputs: dict[int, NodeOutput],
     ) -> torch.Tensor:
         own = [outputs[n].own if n in outputs else None for n in range(self.num_nodes)]
@@ -416,6 +453,8 @@ class CollaborativeTrainer:
         for model, weights in zip(self.models, state["models"], strict=True):
             model.load_state_dict(weights)
         self.optimizer.load_state_dict(state["optimizer"])
+        if self.step_graph is not None:
+            self.step_graph.reset()  # the momentum buffers it recorded were just replaced
         self.generator.set_state(state["generator"])
         self.noise_generator.set_state(state["noise_generator"])
         if state.get("global_rng") is not None:

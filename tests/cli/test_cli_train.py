@@ -149,3 +149,15 @@ def test_a_run_says_which_precision_it_trains_in(tmp_path: Path) -> None:
     assert "1 epoch, seed 0, device cpu in bf16; writing run" in result.stderr
     summary = json.loads((tmp_path / "run/summary.json").read_text())
     assert summary["precision"] == "bf16" and summary["recipe"]["precision"] == "bf16"
+
+
+def test_a_cpu_run_says_cuda_graph_does_not_apply(tmp_path: Path) -> None:
+    recipe = (REPO / "trainers/demo.yaml").read_text() + "cuda_graph: on\n"
+    (tmp_path / "graphed.yaml").write_text(recipe)
+    result = _train(
+        "independent:mlp", "--recipe", "graphed.yaml", "--epochs", "1", "--out", "run", cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr
+    assert "cuda_graph: on applies to CUDA devices; on cpu each step runs eagerly" in result.stderr
+    summary = json.loads((tmp_path / "run/summary.json").read_text())
+    assert summary["graphed_steps"] == 0 and summary["recipe"]["cuda_graph"] == "on"

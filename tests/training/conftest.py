@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import networkx as nx
 import pytest
 import torch
 
+from dcl_search.graphs import validate_graph
 from dcl_search.training import CollaborativeTrainer
 
 
@@ -32,3 +34,18 @@ def per_parameter_sgd() -> Callable:
         return copies, plain
 
     return make
+
+
+@pytest.fixture
+def gated_graph() -> nx.DiGraph:
+    """Three nodes with every gate whose loss depends on the step (linear, negative_linear)
+    or on the labels (correct): what a graphed step must refill before each replay."""
+    graph = nx.DiGraph()
+    for node, model in enumerate(("tiny_cnn", "mlp", "tiny_cnn")):
+        graph.add_node(node, model=model, frozen=False)
+        graph.add_edge(node, node, gate="through")
+    graph.add_edge(1, 0, gate="linear")
+    graph.add_edge(2, 0, gate="correct")
+    graph.add_edge(0, 1, gate="negative_linear")
+    graph.add_edge(0, 2, gate="through")
+    return validate_graph(graph)

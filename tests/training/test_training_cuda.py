@@ -109,3 +109,79 @@ def test_cuda_graphs_compute_the_eager_losses_and_gradients(digits) -> None:
         compiled.optimizer.zero_grad(set_to_none=True)
         replayed = _losses_and_gradients(compiled, images, labels)
     _assert_close(replayed, _losses_and_gradients(eager, images, labels), tolerance=2e-2)
+
+
+# -- cuda_graph: on (one graph for the whole step) --------------------------------------------
+
+
+# a new learning rate after the first epoch: the step is captured once per rate
+_MILESTONE = {"schedule": {"name": "multistep", "milestones": [1], "gamma": 0.5}}
+
+
+@pytest.mark.parametrize(
+    ("precision", "tolerance"), [("fp32", 2e-3), ("auto", 3e-2)], ids=["fp32", "bf16"]
+)
+def test_whole_step_cuda_graph_trains_as_the_eager_step(
+    digits, gated_graph, precision, tolerance
+) -> None:
+    def train(cuda_graph: str) -> CollaborativeTrainer:
+        recipe = _recipe(2, precision=precision, cuda_graph=cuda_graph, **_MILESTONE)
+        trainer = CollaborativeTrainer(gated_graph, digits, recipe, device="cuda", seed=5)
+        list(trainer.train_epochs())
+        return trainer
+
+    graphed, eager = train("on"), train("off")
+    assert eager.step_graph is None
+    steps = graphed.total_steps
+    assert graphed.step_graph.captures == 2
+    assert graphed.step_graph.replays == steps - 3  # after three eager steps
+    for mine, theirs in zip(graphed.history, eager.history, strict=True):
+        assert mine.lr == theirs.lr
+        assert mine.train_loss == pytest.approx(theirs.train_loss, rel=tolerance)
+    for mine, theirs in zip(graphed.models, eager.models, strict=True):
+        for a, b in zip(mine.parameters(), theirs.parameters(), strict=True):
+            scale = max(1.0, b.abs().max().item())
+            assert torch.allclose(a, b, rtol=tolerance, atol=tolerance * scale)
+
+
+def test_whole_step_cuda_graph_memory_does_not_grow(digits) -> None:
+    recipe = _recipe(4, cuda_graph="on", schedule={"name": "constant", "milestones": []})
+    trainer = CollaborativeTrainer(preset_graph(GRAPH), digits, recipe, device="cuda")
+    allocated = []
+    for _ in trainer.train_epochs():
+        torch.cuda.synchronize()
+        allocated.append(torch.cuda.memory_allocated())
+    assert trainer.step_graph.captures == 1
+    assert allocated[1] == allocated[2] == allocated[3], allocated
+
+
+@pytest.fixture
+def host_reading_gate():
+    """A user's gate that reads a value back to the host: no graph can record it."""
+    from dcl_search.gates import GATES, Gate, register_gate
+
+    name = "test_host_reading"
+
+    @register_gate(name)
+    class HostReading(Gate):
+        def __call__(self, per_sample_loss, context):
+            return per_sample_loss.mean() * float(per_sample_loss.max().item() >= 0)
+
+    try:
+        yield name
+    finally:
+        GATES._entries.pop(name, None)
+
+
+def test_a_step_cuda_cannot_capture_trains_on_eagerly(digits, host_reading_gate) -> None:
+    graph = preset_graph(GRAPH)
+    graph.edges[1, 0]["gate"] = host_reading_gate
+    recipe = _recipe(2, cuda_graph="on", precision="fp32")
+    trainer = CollaborativeTrainer(graph, digits, recipe, device="cuda", seed=2)
+    with pytest.warns(RuntimeWarning, match="could not be captured as a CUDA graph"):
+        history = list(trainer.train_epochs())
+    assert trainer.step_graph is None and trainer.step == trainer.total_steps
+    eager = CollaborativeTrainer(graph, digits, _recipe(2, precision="fp32"), device="cuda", seed=2)
+    list(eager.train_epochs())
+    for mine, theirs in zip(history, eager.history, strict=True):
+        assert mine.train_loss == pytest.approx(theirs.train_loss, rel=2e-3)
