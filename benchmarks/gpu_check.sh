@@ -2,13 +2,14 @@
 # The GPU checks of the performance work, sized for one device-tool call of at most 10 minutes
 # (each step has a time limit; the machine's own python3 with torch):
 #
-#     bash benchmarks/gpu_check.sh                 # tests, train_step, fuse_nodes, compiled: 9 min
+#     bash benchmarks/gpu_check.sh                 # tests, cuda_graph, fuse_nodes, compiled: 9 min
 #     STEPS=packing bash benchmarks/gpu_check.sh   # packing: 7 min at most; needs Ray, see below
 #     OUT=/some/dir bash benchmarks/gpu_check.sh   # results there instead of benchmarks/results/
 #     BUDGET=540 LIMIT_packing=200 ...             # the whole script's seconds, one step's seconds
 #     DEVICE=cpu FUSE_ARGS="--models tiny_cnn --nodes 2" \
 #         PACKING_ARGS="--packings 1,2 --trials 2 --epochs 1 --images 1000" \
-#         STEPS="tests train_step fuse_nodes packing compiled" COMPILE=default \
+#         STEPS="tests train_step cuda_graph fuse_nodes packing packing_graphed compiled" \
+#         COMPILE=default \
 #         bash benchmarks/gpu_check.sh             # every step on a CPU: a dry run of this script
 #
 # Steps, in the order STEPS names them:
@@ -20,10 +21,14 @@
 # - packing: benchmarks/packing.py, trial-epochs per hour with 1, 2, 4 and 8 trials per GPU. It
 #   runs searches, so Ray and Optuna must be importable: where they are not installed, carry the
 #   bundle that benchmarks/device_bundle.sh writes to .whl/; this step unpacks it;
+# - cuda_graph: train_step.py with ours, the reference and ours with the recipe's cuda_graph: on
+#   (one CUDA graph for the whole step), side by side, with a profile of each of ours;
 # - compiled: train_step.py again with ours compiled (COMPILE, default reduce-overhead: inductor
 #   and CUDA graphs) beside ours and the reference. Last by default: compiling takes longest;
 # - packing_compiled: packing.py with every trial compiled (COMPILE), in Ray's trial threads:
-#   whether packing and CUDA graphs add up (not a default step; STEPS names it).
+#   whether packing and CUDA graphs add up (not a default step; STEPS names it);
+# - packing_graphed: packing.py with every trial's step one CUDA graph (cuda_graph: on; not a
+#   default step).
 # A step that fails is reported and the next one still runs; the exit status is the first
 # failure's. A step gets at most its own limit (LIMIT_<step> seconds) and what is left of BUDGET
 # (default 540 s); one with under 20 s left is skipped. Everything printed also goes to
@@ -65,7 +70,7 @@ if [ "$device" = cuda ]; then
     "$python" -c "import torch; print(torch.__version__, torch.cuda.get_device_name())" || exit 1
     nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.max.sm --format=csv
 fi
-steps=${STEPS:-tests train_step fuse_nodes compiled}
+steps=${STEPS:-tests cuda_graph fuse_nodes compiled}
 for name in $steps; do
     case $name in
     tests)
@@ -78,6 +83,11 @@ for name in $steps; do
         step train_step 180 "$python" benchmarks/train_step.py --device "$device" --also-fp32 \
             ${TRAIN_STEP_ARGS:-} --out "$out"
         ;;
+    cuda_graph)
+        # shellcheck disable=SC2086  # TRAIN_STEP_ARGS is a list of options
+        step cuda_graph 180 "$python" benchmarks/train_step.py --device "$device" --cuda-graph \
+            ${TRAIN_STEP_ARGS:-} --out "$out"
+        ;;
     compiled)
         # shellcheck disable=SC2086  # TRAIN_STEP_ARGS is a list of options
         step compiled 240 "$python" benchmarks/train_step.py --device "$device" \
@@ -88,7 +98,7 @@ for name in $steps; do
         step fuse_nodes 120 "$python" benchmarks/fuse_nodes.py --device "$device" ${FUSE_ARGS:-} \
             --out "$out/fuse_nodes-$device-$date.json"
         ;;
-    packing | packing_compiled)
+    packing | packing_compiled | packing_graphed)
         if ! "$python" -c "import ray.tune, optuna" 2>/dev/null; then
             if [ ! -f "$bundle/ray-stripped.tar.xz" ]; then
                 fail "$name needs Ray and Optuna: run benchmarks/device_bundle.sh and carry .whl" 2
@@ -99,19 +109,25 @@ for name in $steps; do
                     --target /tmp/site "$bundle"/*.whl
             export PYTHONPATH="/tmp/site:$PYTHONPATH"
         fi
+        graphed=()
         if [ "$name" = packing ]; then
             label=packing-$device
             compile=off
+        elif [ "$name" = packing_graphed ]; then
+            label=packing-$device-cuda-graph
+            compile=off
+            graphed=(--cuda-graph)
         else
             compile=${COMPILE:-reduce-overhead}
             label=packing-$device-compile-$compile
         fi
         # shellcheck disable=SC2086  # PACKING_ARGS is a list of options
         step "$name" 420 "$python" benchmarks/packing.py --device "$device" \
-            --compile "$compile" ${PACKING_ARGS:-} --out "$out/$label-$date.json"
+            --compile "$compile" "${graphed[@]}" ${PACKING_ARGS:-} --out "$out/$label-$date.json"
         ;;
     *)
-        echo "unknown step $name; steps: tests train_step fuse_nodes packing compiled packing_compiled"
+        echo "unknown step $name; steps: tests train_step cuda_graph fuse_nodes packing" \
+            "compiled packing_compiled packing_graphed"
         exit 2
         ;;
     esac

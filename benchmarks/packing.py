@@ -26,9 +26,11 @@ Ray's start-up and the export), the median epoch time, and each packing's rate a
 ``--gpus-per-trial`` (``--cpus-per-trial`` on the CPU).
 
 ``--compile MODE`` trains with the recipe's ``compile: MODE`` (each worker's first trial of a
-graph shape also compiles it): whether packing and CUDA graphs add up.
+graph shape also compiles it), ``--cuda-graph`` with its ``cuda_graph: on`` (one CUDA graph for
+each trial's whole step): whether packing and CUDA graphs add up.
 
-Writes benchmarks/results/packing-<device>[-compile-<mode>]-<date>.json (``--out`` to change).
+Writes benchmarks/results/packing-<device>[-compile-<mode>][-cuda-graph]-<date>.json (``--out``
+to change).
 """
 
 from __future__ import annotations
@@ -73,6 +75,12 @@ hyperparameters: {}
 """
 
 
+def graphed_trials(trials: list[list[dict]]) -> int:
+    """Trials whose steps replayed a CUDA graph (a trial whose step could not be captured
+    trains on eagerly and reports 0 graphed steps)."""
+    return sum(max(row.get("graphed_steps", 0) for row in rows) > 0 for rows in trials)
+
+
 def throughput(trials: list[list[dict]], wall_seconds: float) -> dict[str, Any]:
     """Trained trial-epochs per hour over the command's wall time and while trials run."""
     if not trials:
@@ -109,9 +117,10 @@ def resources(device: str, packing: int, cores: int) -> dict[str, float | int]:
     return {"cpus_per_trial": cpus, "gpus_per_trial": gpus, "concurrency": packing}
 
 
-def write_recipe(path: Path, compile_mode: str) -> Path:
-    """The paper's recipe with ``compile`` set: the trials' training as a user would ask for it."""
-    recipe = dataclasses.replace(load_recipe(RECIPE), compile=compile_mode)
+def write_recipe(path: Path, compile_mode: str, cuda_graph: str = "off") -> Path:
+    """The paper's recipe with ``compile`` and ``cuda_graph`` set: the trials' training as a
+    user would ask for it."""
+    recipe = dataclasses.replace(load_recipe(RECIPE), compile=compile_mode, cuda_graph=cuda_graph)
     path.write_text(yaml.safe_dump(recipe.to_dict(), sort_keys=False))
     return path
 
@@ -210,8 +219,15 @@ def main(argv: list[str] | None = None) -> int:
         default="off",
         help="the recipe's compile for every trial (default off, as trainers/paper.yaml)",
     )
+    parser.add_argument(
+        "--cuda-graph",
+        action="store_true",
+        help="every trial with the recipe's cuda_graph: on (one CUDA graph for the whole step)",
+    )
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
+    if args.cuda_graph and args.compile != "off":
+        parser.error("--cuda-graph and --compile cannot be combined (the recipe refuses both)")
     if args.device == "cuda" and not torch.cuda.is_available():
         print("--device cuda, but torch sees no GPU", file=sys.stderr)
         return 2
@@ -234,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
             data_dir = write_synthetic_cifar100(tmp / "data", args.images)
         space = tmp / "space.yaml"
         space.write_text(SPACE_YAML)
-        recipe = write_recipe(tmp / "recipe.yaml", args.compile)
+        recipe = write_recipe(tmp / "recipe.yaml", args.compile, "on" if args.cuda_graph else "off")
         for packing in packings:
             used = resources(args.device, packing, cores)
             flags = ", ".join(f"--{key.replace('_', '-')} {value:g}" for key, value in used.items())
@@ -243,7 +259,11 @@ def main(argv: list[str] | None = None) -> int:
                 data_dir, space, tmp / "runs", packing, trials, args.epochs, used, recipe
             )
             wall = run_packing(command, cwd=tmp)
-            result = throughput(_rows(tmp / "runs" / f"packing-{packing}"), wall)
+            rows = _rows(tmp / "runs" / f"packing-{packing}")
+            result = throughput(rows, wall)
+            if args.cuda_graph:
+                result["trials_graphed"] = graphed_trials(rows)
+                print(f"packing {packing}: {result['trials_graphed']} trials replayed CUDA graphs")
             results.append({"packing": packing, **used, "trials": trials, **result})
     add_ratios(results)
     recommendation = recommend(results, args.device)
@@ -272,6 +292,7 @@ def main(argv: list[str] | None = None) -> int:
             "space": SPACE_YAML,
             "recipe": "trainers/paper.yaml",
             "compile": args.compile,
+            "cuda_graph": args.cuda_graph,
             "sampler": "random",
             "grace_period": args.epochs,
         },
@@ -279,6 +300,7 @@ def main(argv: list[str] | None = None) -> int:
         "recommendation": recommendation,
     }
     label = f"packing-{args.device}" + ("" if args.compile == "off" else f"-compile-{args.compile}")
+    label += "-cuda-graph" if args.cuda_graph else ""
     write_report(report, args.out or default_path(label))
     return 0
 

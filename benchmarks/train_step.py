@@ -6,7 +6,7 @@
 Synthetic CIFAR-shaped data (32×32×3, 100 classes; no download). Both implementations train
 the same graph with the same batch size, alternating, ``--reps`` times each after a warm-up;
 the ratio is of the medians. Images/s counts every image once, whatever the number of nodes.
-Writes benchmarks/results/<device>[-compile-<mode>][-<graph>]-<date>.json.
+Writes benchmarks/results/<device>[-compile-<mode>][-cuda-graph][-<graph>]-<date>.json.
 """
 
 from __future__ import annotations
@@ -77,13 +77,22 @@ class Ours:
         device: str,
         compile_mode: str = "off",
         precision: str = "auto",
+        cuda_graph: str = "off",
     ) -> None:
         self.name = "ours" if compile_mode == "off" else "ours_compiled"
         if precision != "auto":
             self.name = f"ours_{precision}"
+        if cuda_graph != "off":
+            self.name = "ours_graphed"
         # the paper's recipe
         recipe = recipe_from_dict(
-            {"epochs": 1000, "batch_size": batch, "compile": compile_mode, "precision": precision}
+            {
+                "epochs": 1000,
+                "batch_size": batch,
+                "compile": compile_mode,
+                "precision": precision,
+                "cuda_graph": cuda_graph,
+            }
         )
         self.trainer = CollaborativeTrainer(graph, data, recipe, device=device)
         self.precision = precision_name(self.trainer.autocast_dtype)
@@ -213,6 +222,12 @@ def main() -> None:
         help="also time ours with precision: fp32 (ours_fp32), to see what the recipe's "
         "precision: auto gains where it picks bf16 (CUDA, AMX CPUs)",
     )
+    parser.add_argument(
+        "--cuda-graph",
+        action="store_true",
+        help="also time ours with the recipe's cuda_graph: on (ours_graphed: one CUDA graph for "
+        "the whole step; on the CPU it equals ours)",
+    )
     parser.add_argument("--out", default=str(Path(__file__).parent / "results"))
     args = parser.parse_args()
     device = args.device
@@ -228,6 +243,8 @@ def main() -> None:
         impls.append(Ours(graph, data, args.batch, device, args.compile))
     if args.also_fp32:
         impls.append(Ours(graph, data, args.batch, device, precision="fp32"))
+    if args.cuda_graph:
+        impls.append(Ours(graph, data, args.batch, device, cuda_graph="on"))
     results = {}
     for impl in impls:  # warm-up: kernels, allocator, DataLoader workers, compilation
         start = time.perf_counter()
@@ -253,6 +270,12 @@ def main() -> None:
     ratio = results["ours"]["median_images_per_s"] / results["reference"]["median_images_per_s"]
     eval_share = _evaluation_share(impls[0].trainer, results["ours"]["median_images_per_s"], device)
     profiled = _profile(impls[0], min(steps, 10), device) if device == "cuda" else None
+    graphed_impl = next((impl for impl in impls if impl.name == "ours_graphed"), None)
+    profiled_graphed = (
+        _profile(graphed_impl, min(steps, 10), device)
+        if device == "cuda" and graphed_impl is not None
+        else None
+    )
     traffic = _bytes_per_image(impls[0])
     bandwidth = results["ours"]["median_images_per_s"] * traffic
     after = results["ours"]["allocated_after_bytes"]
@@ -272,6 +295,11 @@ def main() -> None:
         "train_gflop_per_image": flops / 1e9,
         "results": results,
         "ratio_of_medians": ratio,
+        "medians_over_reference": {
+            key: entry["median_images_per_s"] / results["reference"]["median_images_per_s"]
+            for key, entry in results.items()
+        },
+        "cuda_graph": args.cuda_graph,
         "compiled_over_ours": (
             results["ours_compiled"]["median_images_per_s"] / results["ours"]["median_images_per_s"]
             if "ours_compiled" in results
@@ -291,6 +319,10 @@ def main() -> None:
         "ours_memory_growth_bytes": after[-1] - after[0] if after[0] is not None else None,
         "evaluation_share_of_epoch": eval_share,
         "ours_profile": profiled,
+        "ours_graphed_profile": profiled_graphed,
+        "ours_graphed_steps": graphed_impl.trainer.step_graph.replays
+        if graphed_impl is not None and graphed_impl.trainer.step_graph is not None
+        else None,
     }
     print(
         f"\n{name}, torch {torch.__version__}, graph {spec}, batch {args.batch}, {args.reps} reps of {steps} steps"
@@ -309,6 +341,12 @@ def main() -> None:
         print(
             f"compiled ({args.compile}) / ours: {report['compiled_over_ours']:.2f}x, "
             f"after about {compile_seconds:.0f} s of compiling"
+        )
+    if "ours_graphed" in results:
+        graphed = results["ours_graphed"]["median_images_per_s"]
+        print(
+            f"ours with cuda_graph: on / reference: {report['medians_over_reference']['ours_graphed']:.2f}x, "
+            f"/ ours: {graphed / results['ours']['median_images_per_s']:.2f}x"
         )
     if report["ours_over_fp32"] is not None:
         print(f"ours ({impls[0].precision}) / ours in fp32: {report['ours_over_fp32']:.2f}x")
@@ -333,7 +371,13 @@ def main() -> None:
             f"{profiled['device_busy_seconds']:.3f} s of {profiled['wall_seconds_profiled']:.3f} s "
             f"({100 * profiled['device_busy_share']:.0f}%)"
         )
+    if profiled_graphed is not None and "error" not in profiled_graphed:
+        print(
+            f"profiled {profiled_graphed['steps']} steps of ours_graphed: the GPU was busy "
+            f"{100 * profiled_graphed['device_busy_share']:.0f}% of the time"
+        )
     label = device if args.compile == "off" else f"{device}-compile-{args.compile}"
+    label += "-cuda-graph" if args.cuda_graph else ""
     if spec != DEFAULT_GRAPH[device]:  # another graph's run does not replace the default's
         label += "-" + "".join(c if c.isalnum() else "_" for c in spec)
     write_report(report, Path(args.out) / f"{label}-{report['date']}.json")

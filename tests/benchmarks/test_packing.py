@@ -80,3 +80,22 @@ def test_the_compiled_searches_train_the_paper_recipe_with_only_compile_changed(
     paper = load_recipe(packing.RECIPE)
     assert written.compile == mode
     assert written.to_dict() == {**paper.to_dict(), "compile": mode}
+
+
+def test_the_graphed_searches_train_the_paper_recipe_with_only_cuda_graph_changed(
+    tmp_path,
+) -> None:
+    from dcl_search.training import load_recipe
+
+    written = load_recipe(packing.write_recipe(tmp_path / "recipe.yaml", "off", "on"))
+    paper = load_recipe(packing.RECIPE)
+    assert written.to_dict() == {**paper.to_dict(), "cuda_graph": "on"}
+
+
+def test_graphed_trials_count_those_whose_steps_replayed_a_graph() -> None:
+    trials = [
+        [{"graphed_steps": 0}, {"graphed_steps": 40}],
+        [{"graphed_steps": 0}, {"graphed_steps": 0}],  # its capture failed: trained eagerly
+        [{}],  # cuda_graph: off reports no count
+    ]
+    assert packing.graphed_trials(trials) == 1
