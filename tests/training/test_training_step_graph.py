@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from dcl_search._errors import RecipeError
+from dcl_search.graphs import FORMAT, VERSION, graph_from_node_link
 from dcl_search.training import CollaborativeTrainer, recipe_from_dict
 from dcl_search.training._step_graph import StepGraph
 
@@ -172,3 +173,36 @@ def test_an_error_of_an_eager_step_is_raised_not_taken_for_a_failed_capture(
     with pytest.raises(RuntimeError, match="CUDA out of memory"):
         list(graphed.train_epochs())
     assert graphed.step_graph is not None
+
+
+@pytest.mark.parametrize(
+    "node0",
+    [
+        {"model": "tiny_cnn", "heads": 2, "intra": ["mid", "kernel"]},
+        {"model": "tiny_cnn_fc", "intra": ["out", "pull_push"]},
+    ],
+    ids=["heads-mid-kernel", "out-pull_push"],
+)
+def test_a_collaborative_node_trains_graphed_as_eagerly(digits, node0) -> None:
+    """Multi-head and intra-model losses, with their layer-local backward passes, in the step."""
+    graph = graph_from_node_link(
+        {
+            "format": FORMAT,
+            "version": VERSION,
+            "nodes": [{"id": 0, **node0}, {"id": 1, "model": "mlp"}],
+            "edges": [
+                {"source": 0, "target": 0, "gate": "through"},
+                {"source": 1, "target": 1, "gate": "through"},
+                {"source": 1, "target": 0, "gate": "linear"},
+                {"source": 0, "target": 1, "gate": "correct"},
+            ],
+        }
+    )
+    # each built right before it trains: dropout draws from the global generator, which a
+    # trainer seeds when it is built
+    graphed = _graphed(digits, graph, _recipe(2, cuda_graph="on"), RecordingCapture())
+    list(graphed.train_epochs())
+    plain = CollaborativeTrainer(graph, digits, _recipe(2), seed=0)
+    list(plain.train_epochs())
+    _assert_same_training(graphed, plain)
+    assert graphed.step_graph.captures == 2
