@@ -75,6 +75,10 @@ class AugmentConfig:
             raise RecipeError(f"crop_padding is {self.crop_padding}, but must be >= 0")
 
 
+#: recipe keys that choose how a step runs on the device, never what it computes
+HOW_IT_RUNS = ("compile", "cuda_graph", "node_streams")
+
+
 @dataclass(frozen=True)
 class Recipe:
     """How every node of a graph is trained. Defaults are the paper's CIFAR recipe."""
@@ -96,6 +100,9 @@ class Recipe:
     # one CUDA graph for the whole training step on CUDA devices (dcl_search/training/
     # _step_graph.py); no effect on the CPU. Off by default until measured on a GPU
     cuda_graph: Literal["off", "on"] = "off"
+    # each node's forward (and so its backward) on a CUDA stream of its own, so that the small
+    # kernels of different nodes can run side by side; no effect on the CPU. Off until measured
+    node_streams: Literal["off", "on"] = "off"
 
     def __post_init__(self) -> None:
         _check_finite(self, ("temperature",))
@@ -117,9 +124,9 @@ class Recipe:
     def digest(self) -> str:
         """A short hash of every setting, to tell whether a checkpoint matches this recipe.
 
-        ``compile`` and ``cuda_graph`` are left out: compiled, graphed and eager training are
-        the same computation, and a run may be resumed with or without them."""
-        settings = {k: v for k, v in self.to_dict().items() if k not in ("compile", "cuda_graph")}
+        ``compile``, ``cuda_graph`` and ``node_streams`` are left out: they change how the
+        step runs, not what it computes, and a run may be resumed with or without them."""
+        settings = {k: v for k, v in self.to_dict().items() if k not in HOW_IT_RUNS}
         text = json.dumps(settings, sort_keys=True, default=list)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 

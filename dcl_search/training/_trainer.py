@@ -178,6 +178,11 @@ class CollaborativeTrainer:
         self.history: list[EpochMetrics] = []
         self._fixed_noisy_y: torch.Tensor | None = None
         self._identity: dict[str, Any] | None = None
+        # node_streams: on, a CUDA stream per node: autograd runs each backward op on its
+        # forward's stream, so the nodes' backward passes overlap too
+        self.node_streams: list[torch.cuda.Stream] | None = None
+        if recipe.node_streams == "on" and on_cuda:
+            self.node_streams = [torch.cuda.Stream(self.device) for _ in range(self.num_nodes)]
         # cuda_graph: on applies to CUDA devices; on the CPU the step runs as without it
         self.step_graph: StepGraph | None = None
         if recipe.cuda_graph == "on" and on_cuda:
@@ -244,18 +249,32 @@ class CollaborativeTrainer:
     ) -> tuple[list[torch.Tensor | None], dict[int, NodeOutput]]:
         logits: list[torch.Tensor | None] = [None] * self.num_nodes
         collaborative: dict[int, NodeOutput] = {}
+        main = torch.cuda.current_stream(self.device) if self.node_streams else None
         with self._autocast():
             for node in self._run_nodes:
-                model = self.models[node]
-                if self.frozen[node]:
-                    with torch.no_grad():
+                with self._node_stream(node, main):
+                    model = self.models[node]
+                    if self.frozen[node]:
+                        with torch.no_grad():
+                            logits[node] = self._train_calls[node](x)
+                    elif isinstance(model, CollaborativeNode):
+                        collaborative[node] = model.train_forward(x, y)
+                        logits[node] = collaborative[node].logits
+                    else:
                         logits[node] = self._train_calls[node](x)
-                elif isinstance(model, CollaborativeNode):
-                    collaborative[node] = model.train_forward(x, y)
-                    logits[node] = collaborative[node].logits
-                else:
-                    logits[node] = self._train_calls[node](x)
+        if main is not None:
+            for node in self._run_nodes:  # the losses read every node's logits
+                main.wait_stream(self.node_streams[node])
         return logits, collaborative
+
+    def _node_stream(self, node: int, main: torch.cuda.Stream | None):
+        """Where node ``node``'s forward runs: its own stream, after what ``main`` has queued
+        (the batch), or with node_streams off the current stream."""
+        if main is None:
+            return nullcontext()
+        stream = self.node_streams[node]
+        stream.wait_stream(main)
+        return torch.cuda.stream(stream)
 
     def train_step(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """One optimisation step of every trainable node; returns per-node losses (on device)."""

@@ -111,7 +111,7 @@ def test_cuda_graphs_compute_the_eager_losses_and_gradients(digits) -> None:
     _assert_close(replayed, _losses_and_gradients(eager, images, labels), tolerance=2e-2)
 
 
-# -- cuda_graph: on (one graph for the whole step) --------------------------------------------
+# -- cuda_graph: on (one graph for the whole step), node_streams: on (a stream per node) -----
 
 
 # a new learning rate after the first epoch: the step is captured once per rate
@@ -119,33 +119,42 @@ _MILESTONE = {"schedule": {"name": "multistep", "milestones": [1], "gamma": 0.5}
 
 
 @pytest.mark.parametrize(
+    ("cuda_graph", "node_streams"),
+    [("on", "off"), ("on", "on"), ("off", "on")],
+    ids=["graph", "graph+streams", "streams"],
+)
+@pytest.mark.parametrize(
     ("precision", "tolerance"), [("fp32", 2e-3), ("auto", 3e-2)], ids=["fp32", "bf16"]
 )
-def test_whole_step_cuda_graph_trains_as_the_eager_step(
-    digits, gated_graph, precision, tolerance
+def test_graphed_and_streamed_steps_train_as_the_plain_step(
+    digits, gated_graph, cuda_graph, node_streams, precision, tolerance
 ) -> None:
-    def train(cuda_graph: str) -> CollaborativeTrainer:
-        recipe = _recipe(2, precision=precision, cuda_graph=cuda_graph, **_MILESTONE)
+    def train(**how) -> CollaborativeTrainer:
+        recipe = _recipe(2, precision=precision, **how, **_MILESTONE)
         trainer = CollaborativeTrainer(gated_graph, digits, recipe, device="cuda", seed=5)
         list(trainer.train_epochs())
         return trainer
 
-    graphed, eager = train("on"), train("off")
-    assert eager.step_graph is None
-    steps = graphed.total_steps
-    assert graphed.step_graph.captures == 2
-    assert graphed.step_graph.replays == steps - 3  # after three eager steps
-    for mine, theirs in zip(graphed.history, eager.history, strict=True):
+    fast = train(cuda_graph=cuda_graph, node_streams=node_streams)
+    plain = train()
+    assert plain.step_graph is None and plain.node_streams is None
+    assert (fast.node_streams is not None) == (node_streams == "on")
+    if cuda_graph == "on":
+        assert fast.step_graph.captures == 2
+        assert fast.step_graph.replays == fast.total_steps - 3  # after three eager steps
+    for mine, theirs in zip(fast.history, plain.history, strict=True):
         assert mine.lr == theirs.lr
         assert mine.train_loss == pytest.approx(theirs.train_loss, rel=tolerance)
-    for mine, theirs in zip(graphed.models, eager.models, strict=True):
+    for mine, theirs in zip(fast.models, plain.models, strict=True):
         for a, b in zip(mine.parameters(), theirs.parameters(), strict=True):
             scale = max(1.0, b.abs().max().item())
             assert torch.allclose(a, b, rtol=tolerance, atol=tolerance * scale)
 
 
-def test_whole_step_cuda_graph_memory_does_not_grow(digits) -> None:
-    recipe = _recipe(4, cuda_graph="on", schedule={"name": "constant", "milestones": []})
+@pytest.mark.parametrize("node_streams", ["off", "on"])
+def test_whole_step_cuda_graph_memory_does_not_grow(digits, node_streams) -> None:
+    constant = {"name": "constant", "milestones": []}
+    recipe = _recipe(4, cuda_graph="on", node_streams=node_streams, schedule=constant)
     trainer = CollaborativeTrainer(preset_graph(GRAPH), digits, recipe, device="cuda")
     allocated = []
     for _ in trainer.train_epochs():

@@ -150,13 +150,14 @@ def test_cuda_graph_is_refused_with_compile_and_left_out_of_the_digest() -> None
         _recipe(cuda_graph="yes")
     # graphed and eager steps compute the same: a run resumes with either
     assert _recipe(cuda_graph="on").digest() == _recipe().digest()
+    assert _recipe(node_streams="on").digest() == _recipe().digest()
     assert _recipe(epochs=4).digest() != _recipe().digest()
 
 
-def test_cuda_graph_on_trains_the_cpu_as_off(digits, gated_graph) -> None:
-    on = CollaborativeTrainer(gated_graph, digits, _recipe(1, cuda_graph="on"))
+def test_cuda_graph_and_node_streams_on_train_the_cpu_as_off(digits, gated_graph) -> None:
+    on = CollaborativeTrainer(gated_graph, digits, _recipe(1, cuda_graph="on", node_streams="on"))
     off = CollaborativeTrainer(gated_graph, digits, _recipe(1))
-    assert on.step_graph is None
+    assert on.step_graph is None and on.node_streams is None
     list(on.train_epochs())
     list(off.train_epochs())
     assert [m.train_loss for m in on.history] == [m.train_loss for m in off.history]
