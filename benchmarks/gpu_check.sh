@@ -2,7 +2,7 @@
 # The GPU checks of the performance work, sized for one device-tool call of at most 10 minutes
 # (each step has a time limit; the machine's own python3 with torch):
 #
-#     bash benchmarks/gpu_check.sh                 # tests, cuda_graph, fuse_nodes, compiled: 9 min
+#     bash benchmarks/gpu_check.sh                 # tests, cuda_graph, fuse_nodes: 8 min
 #     STEPS=packing bash benchmarks/gpu_check.sh   # packing: 7 min at most; needs Ray, see below
 #     OUT=/some/dir bash benchmarks/gpu_check.sh   # results there instead of benchmarks/results/
 #     BUDGET=540 LIMIT_packing=200 ...             # the whole script's seconds, one step's seconds
@@ -22,9 +22,11 @@
 #   runs searches, so Ray and Optuna must be importable: where they are not installed, carry the
 #   bundle that benchmarks/device_bundle.sh writes to .whl/; this step unpacks it;
 # - cuda_graph: train_step.py with ours, the reference and ours with the recipe's cuda_graph: on
-#   (one CUDA graph for the whole step), side by side, with a profile of each of ours;
+#   (one CUDA graph for the whole step), node_streams: on (a CUDA stream per node) and both,
+#   side by side, 3 repetitions, with a profile of each of ours;
 # - compiled: train_step.py again with ours compiled (COMPILE, default reduce-overhead: inductor
-#   and CUDA graphs) beside ours and the reference. Last by default: compiling takes longest;
+#   and CUDA graphs) beside ours and the reference (not a default step since the first GPU run:
+#   compiling takes longest);
 # - packing_compiled: packing.py with every trial compiled (COMPILE), in Ray's trial threads:
 #   whether packing and CUDA graphs add up (not a default step; STEPS names it);
 # - packing_graphed: packing.py with every trial's step one CUDA graph (cuda_graph: on; not a
@@ -70,7 +72,7 @@ if [ "$device" = cuda ]; then
     "$python" -c "import torch; print(torch.__version__, torch.cuda.get_device_name())" || exit 1
     nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.max.sm --format=csv
 fi
-steps=${STEPS:-tests cuda_graph fuse_nodes compiled}
+steps=${STEPS:-tests cuda_graph fuse_nodes}
 for name in $steps; do
     case $name in
     tests)
@@ -85,8 +87,8 @@ for name in $steps; do
         ;;
     cuda_graph)
         # shellcheck disable=SC2086  # TRAIN_STEP_ARGS is a list of options
-        step cuda_graph 180 "$python" benchmarks/train_step.py --device "$device" --cuda-graph \
-            ${TRAIN_STEP_ARGS:-} --out "$out"
+        step cuda_graph 240 "$python" benchmarks/train_step.py --device "$device" --cuda-graph \
+            --node-streams --reps 3 ${TRAIN_STEP_ARGS:-} --out "$out"
         ;;
     compiled)
         # shellcheck disable=SC2086  # TRAIN_STEP_ARGS is a list of options

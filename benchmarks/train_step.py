@@ -6,7 +6,7 @@
 Synthetic CIFAR-shaped data (32×32×3, 100 classes; no download). Both implementations train
 the same graph with the same batch size, alternating, ``--reps`` times each after a warm-up;
 the ratio is of the medians. Images/s counts every image once, whatever the number of nodes.
-Writes benchmarks/results/<device>[-compile-<mode>][-cuda-graph][-<graph>]-<date>.json.
+Writes benchmarks/results/<device>[-compile-<mode>][-cuda-graph][-node-streams][-<graph>]-<date>.json.
 """
 
 from __future__ import annotations
@@ -63,37 +63,34 @@ def _train_flops_per_image(graph, classes: int, size: int) -> float:
     return total
 
 
+# the variants of ours that --cuda-graph and --node-streams add: name → recipe keys changed
+STEP_VARIANTS = {
+    "ours_graphed": {"cuda_graph": "on"},
+    "ours_streams": {"node_streams": "on"},
+    "ours_graphed_streams": {"cuda_graph": "on", "node_streams": "on"},
+}
+
+
+def _step_variants(cuda_graph: bool, node_streams: bool) -> list[tuple[str, dict[str, str]]]:
+    """(name, recipe keys) of each variant of ours that the two flags ask for."""
+    asked = {"cuda_graph": cuda_graph, "node_streams": node_streams}
+    return [(name, how) for name, how in STEP_VARIANTS.items() if all(asked[k] for k in how)]
+
+
 def _sync(device: str) -> None:
     if device == "cuda":
         torch.cuda.synchronize()
 
 
 class Ours:
+    """The project's trainer on the paper's recipe, with ``how`` (recipe keys such as
+    ``compile``, ``precision``, ``cuda_graph``, ``node_streams``) changed."""
+
     def __init__(
-        self,
-        graph,
-        data: DatasetSplits,
-        batch: int,
-        device: str,
-        compile_mode: str = "off",
-        precision: str = "auto",
-        cuda_graph: str = "off",
+        self, graph, data: DatasetSplits, batch: int, device: str, name: str = "ours", **how: str
     ) -> None:
-        self.name = "ours" if compile_mode == "off" else "ours_compiled"
-        if precision != "auto":
-            self.name = f"ours_{precision}"
-        if cuda_graph != "off":
-            self.name = "ours_graphed"
-        # the paper's recipe
-        recipe = recipe_from_dict(
-            {
-                "epochs": 1000,
-                "batch_size": batch,
-                "compile": compile_mode,
-                "precision": precision,
-                "cuda_graph": cuda_graph,
-            }
-        )
+        self.name = name
+        recipe = recipe_from_dict({"epochs": 1000, "batch_size": batch, **how})
         self.trainer = CollaborativeTrainer(graph, data, recipe, device=device)
         self.precision = precision_name(self.trainer.autocast_dtype)
 
@@ -228,6 +225,12 @@ def main() -> None:
         help="also time ours with the recipe's cuda_graph: on (ours_graphed: one CUDA graph for "
         "the whole step; on the CPU it equals ours)",
     )
+    parser.add_argument(
+        "--node-streams",
+        action="store_true",
+        help="also time ours with the recipe's node_streams: on (ours_streams: a CUDA stream per "
+        "node), and with --cuda-graph both together (ours_graphed_streams)",
+    )
     parser.add_argument("--out", default=str(Path(__file__).parent / "results"))
     args = parser.parse_args()
     device = args.device
@@ -240,11 +243,11 @@ def main() -> None:
         Reference(graph, data, args.batch, device, args.workers),
     ]
     if args.compile != "off":
-        impls.append(Ours(graph, data, args.batch, device, args.compile))
+        impls.append(Ours(graph, data, args.batch, device, "ours_compiled", compile=args.compile))
     if args.also_fp32:
-        impls.append(Ours(graph, data, args.batch, device, precision="fp32"))
-    if args.cuda_graph:
-        impls.append(Ours(graph, data, args.batch, device, cuda_graph="on"))
+        impls.append(Ours(graph, data, args.batch, device, "ours_fp32", precision="fp32"))
+    for name, how in _step_variants(args.cuda_graph, args.node_streams):
+        impls.append(Ours(graph, data, args.batch, device, name, **how))
     results = {}
     for impl in impls:  # warm-up: kernels, allocator, DataLoader workers, compilation
         start = time.perf_counter()
@@ -262,7 +265,7 @@ def main() -> None:
             results[impl.name]["images_per_s"].append(round(rate, 1))
             results[impl.name]["peak_memory_bytes"].append(peak)
             results[impl.name]["allocated_after_bytes"].append(after)
-            print(f"rep {rep + 1}/{args.reps} {impl.name:13s} {rate:10.1f} images/s", flush=True)
+            print(f"rep {rep + 1}/{args.reps} {impl.name:20s} {rate:10.1f} images/s", flush=True)
     flops = _train_flops_per_image(graph, args.classes, 32)
     for entry in results.values():
         entry["median_images_per_s"] = statistics.median(entry["images_per_s"])
@@ -270,12 +273,10 @@ def main() -> None:
     ratio = results["ours"]["median_images_per_s"] / results["reference"]["median_images_per_s"]
     eval_share = _evaluation_share(impls[0].trainer, results["ours"]["median_images_per_s"], device)
     profiled = _profile(impls[0], min(steps, 10), device) if device == "cuda" else None
-    graphed_impl = next((impl for impl in impls if impl.name == "ours_graphed"), None)
-    profiled_graphed = (
-        _profile(graphed_impl, min(steps, 10), device)
-        if device == "cuda" and graphed_impl is not None
-        else None
-    )
+    variants = [impl for impl in impls if impl.name in STEP_VARIANTS]
+    variant_profiles = {
+        impl.name: _profile(impl, min(steps, 10), device) for impl in variants if device == "cuda"
+    }
     traffic = _bytes_per_image(impls[0])
     bandwidth = results["ours"]["median_images_per_s"] * traffic
     after = results["ours"]["allocated_after_bytes"]
@@ -300,6 +301,7 @@ def main() -> None:
             for key, entry in results.items()
         },
         "cuda_graph": args.cuda_graph,
+        "node_streams": args.node_streams,
         "compiled_over_ours": (
             results["ours_compiled"]["median_images_per_s"] / results["ours"]["median_images_per_s"]
             if "ours_compiled" in results
@@ -319,10 +321,13 @@ def main() -> None:
         "ours_memory_growth_bytes": after[-1] - after[0] if after[0] is not None else None,
         "evaluation_share_of_epoch": eval_share,
         "ours_profile": profiled,
-        "ours_graphed_profile": profiled_graphed,
-        "ours_graphed_steps": graphed_impl.trainer.step_graph.replays
-        if graphed_impl is not None and graphed_impl.trainer.step_graph is not None
-        else None,
+        "variant_profiles": variant_profiles,
+        # steps replayed as one CUDA graph by each variant with cuda_graph: on
+        "graphed_steps": {
+            impl.name: impl.trainer.step_graph.replays
+            for impl in variants
+            if impl.trainer.step_graph is not None
+        },
     }
     print(
         f"\n{name}, torch {torch.__version__}, graph {spec}, batch {args.batch}, {args.reps} reps of {steps} steps"
@@ -331,7 +336,7 @@ def main() -> None:
     )
     for key, entry in results.items():
         print(
-            f"{key:13s} median {entry['median_images_per_s']:10.1f} images/s, {entry['tflops']:.4f} TFLOP/s"
+            f"{key:20s} median {entry['median_images_per_s']:10.1f} images/s, {entry['tflops']:.4f} TFLOP/s"
         )
     print(f"ratio of medians (ours / reference): {ratio:.2f}x")
     if report["compiled_over_ours"] is not None:
@@ -342,11 +347,13 @@ def main() -> None:
             f"compiled ({args.compile}) / ours: {report['compiled_over_ours']:.2f}x, "
             f"after about {compile_seconds:.0f} s of compiling"
         )
-    if "ours_graphed" in results:
-        graphed = results["ours_graphed"]["median_images_per_s"]
+    for impl in variants:
+        rate = results[impl.name]["median_images_per_s"]
         print(
-            f"ours with cuda_graph: on / reference: {report['medians_over_reference']['ours_graphed']:.2f}x, "
-            f"/ ours: {graphed / results['ours']['median_images_per_s']:.2f}x"
+            f"{impl.name} ({', '.join(f'{k}: {v}' for k, v in STEP_VARIANTS[impl.name].items())}) "
+            f"/ reference: "
+            f"{report['medians_over_reference'][impl.name]:.2f}x, "
+            f"/ ours: {rate / results['ours']['median_images_per_s']:.2f}x"
         )
     if report["ours_over_fp32"] is not None:
         print(f"ours ({impls[0].precision}) / ours in fp32: {report['ours_over_fp32']:.2f}x")
@@ -371,13 +378,15 @@ def main() -> None:
             f"{profiled['device_busy_seconds']:.3f} s of {profiled['wall_seconds_profiled']:.3f} s "
             f"({100 * profiled['device_busy_share']:.0f}%)"
         )
-    if profiled_graphed is not None and "error" not in profiled_graphed:
-        print(
-            f"profiled {profiled_graphed['steps']} steps of ours_graphed: the GPU was busy "
-            f"{100 * profiled_graphed['device_busy_share']:.0f}% of the time"
-        )
+    for name, profile in variant_profiles.items():
+        if "error" not in profile:
+            print(
+                f"profiled {profile['steps']} steps of {name}: the GPU was busy "
+                f"{100 * profile['device_busy_share']:.0f}% of the time"
+            )
     label = device if args.compile == "off" else f"{device}-compile-{args.compile}"
     label += "-cuda-graph" if args.cuda_graph else ""
+    label += "-node-streams" if args.node_streams else ""
     if spec != DEFAULT_GRAPH[device]:  # another graph's run does not replace the default's
         label += "-" + "".join(c if c.isalnum() else "_" for c in spec)
     write_report(report, Path(args.out) / f"{label}-{report['date']}.json")

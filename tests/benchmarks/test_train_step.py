@@ -33,3 +33,14 @@ def test_a_profiler_failure_is_reported_instead_of_losing_the_measurements(monke
 
     monkeypatch.setattr(profiler, "profile", broken)
     assert train_step._profile(ours, 1, "cpu") == {"error": "RuntimeError: kineto is not available"}
+
+
+def test_the_flags_add_each_variant_of_ours_they_ask_for() -> None:
+    assert train_step._step_variants(False, False) == []
+    assert train_step._step_variants(True, False) == [("ours_graphed", {"cuda_graph": "on"})]
+    assert train_step._step_variants(False, True) == [("ours_streams", {"node_streams": "on"})]
+    assert [name for name, _ in train_step._step_variants(True, True)] == [
+        "ours_graphed",
+        "ours_streams",
+        "ours_graphed_streams",
+    ]
