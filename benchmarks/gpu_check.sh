@@ -76,7 +76,7 @@ steps=${STEPS:-tests cuda_graph fuse_nodes}
 for name in $steps; do
     case $name in
     tests)
-        step tests 120 "$python" -m pytest -q -p no:cacheprovider \
+        step tests 180 "$python" -m pytest -q -p no:cacheprovider \
             tests/training/test_training_compile.py tests/training/test_training_cuda.py \
             tests/datasets/test_datasets_noise.py
         ;;
