@@ -102,7 +102,8 @@ class StepGraph:
         if self._replay is None or key != self._key:
             if self.eager_steps_left > 0:
                 self.eager_steps_left -= 1
-                at = torch.tensor(progress, dtype=torch.float32, device=x.device)
+                # a fill on the device, not a copy from the host
+                at = torch.full((), progress, dtype=torch.float32, device=x.device)
                 return self.backend.run_eager(lambda: self.body(x, y, at))
             self._capture(x, y, key)
         self._x.copy_(x)
