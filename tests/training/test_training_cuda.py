@@ -123,8 +123,11 @@ _MILESTONE = {"schedule": {"name": "multistep", "milestones": [1], "gamma": 0.5}
     [("on", "off"), ("on", "on"), ("off", "on")],
     ids=["graph", "graph+streams", "streams"],
 )
+# The same kernels in the same order: only atomics in cuDNN's reductions may differ, and 40
+# steps may grow that. A bug (a stale batch, k or learning rate, a missing join) moves the
+# losses by far more than these tolerances.
 @pytest.mark.parametrize(
-    ("precision", "tolerance"), [("fp32", 2e-3), ("auto", 3e-2)], ids=["fp32", "bf16"]
+    ("precision", "tolerance"), [("fp32", 5e-3), ("auto", 5e-2)], ids=["fp32", "bf16"]
 )
 def test_graphed_and_streamed_steps_train_as_the_plain_step(
     digits, gated_graph, cuda_graph, node_streams, precision, tolerance
