@@ -45,7 +45,6 @@ class CudaGraphCapture:
     def __init__(self, device: torch.device) -> None:
         self.device = device
         self.stream = torch.cuda.Stream(device)
-        self._graph: torch.cuda.CUDAGraph | None = None
 
     def run_eager(self, fn: Callable[[], torch.Tensor]) -> torch.Tensor:
         current = torch.cuda.current_stream(self.device)
@@ -56,13 +55,11 @@ class CudaGraphCapture:
         return out
 
     def capture(self, fn: Callable[[], object]) -> Callable[[], None]:
-        self._graph = None  # the previous capture's memory goes back before the next is taken
         graph = torch.cuda.CUDAGraph()
         # thread_local: a Ray worker's other threads may touch CUDA while this one captures
         with torch.cuda.graph(graph, stream=self.stream, capture_error_mode="thread_local"):
             fn()
-        self._graph = graph
-        return graph.replay
+        return graph.replay  # the bound method keeps the graph, and its memory, alive
 
 
 class StepGraph:
@@ -114,7 +111,7 @@ class StepGraph:
         return self._losses.clone()  # the static output is overwritten by the next replay
 
     def _capture(self, x: torch.Tensor, y: torch.Tensor, key: Hashable) -> None:
-        self.reset()
+        self.reset()  # drops the previous graph: its memory goes back before the next capture
         # clone keeps the batch's memory format (channels_last) for the recorded kernels
         self._x, self._y = x.clone(), y.clone()
         self._progress = torch.zeros((), dtype=torch.float32, device=x.device)
