@@ -272,10 +272,11 @@ def main() -> None:
         entry["tflops"] = entry["median_images_per_s"] * flops / 1e12
     ratio = results["ours"]["median_images_per_s"] / results["reference"]["median_images_per_s"]
     eval_share = _evaluation_share(impls[0].trainer, results["ours"]["median_images_per_s"], device)
-    profiled = _profile(impls[0], min(steps, 10), device) if device == "cuda" else None
     variants = [impl for impl in impls if impl.name in STEP_VARIANTS]
-    variant_profiles = {
-        impl.name: _profile(impl, min(steps, 10), device) for impl in variants if device == "cuda"
+    profiles = {
+        impl.name: _profile(impl, min(steps, 10), device)
+        for impl in (impls[0], *variants)
+        if device == "cuda"
     }
     traffic = _bytes_per_image(impls[0])
     bandwidth = results["ours"]["median_images_per_s"] * traffic
@@ -320,8 +321,8 @@ def main() -> None:
         # allocated after epoch k minus after the first measured epoch: > 0 means a leak
         "ours_memory_growth_bytes": after[-1] - after[0] if after[0] is not None else None,
         "evaluation_share_of_epoch": eval_share,
-        "ours_profile": profiled,
-        "variant_profiles": variant_profiles,
+        "ours_profile": profiles.get("ours"),
+        "variant_profiles": {name: p for name, p in profiles.items() if name != "ours"},
         # steps replayed as one CUDA graph by each variant with cuda_graph: on
         "graphed_steps": {
             impl.name: impl.trainer.step_graph.replays
@@ -369,21 +370,17 @@ def main() -> None:
             f"(growth {report['ours_memory_growth_bytes'] / 2**20:.1f} MiB)"
         )
     print(f"validation (10% of the data) costs {100 * eval_share:.1f}% of a training epoch")
-    if profiled is not None and "error" in profiled:
-        print(f"profiler failed: {profiled['error']}")
-    elif profiled is not None:
-        print("\n".join(profiled["table"]))
+    for name, profile in profiles.items():
+        if "error" in profile:
+            print(f"profiler failed on {name}: {profile['error']}")
+            continue
+        if name == "ours":  # the variants' tables are in the JSON
+            print("\n".join(profile["table"]))
         print(
-            f"profiled {profiled['steps']} steps of ours: the GPU was busy "
-            f"{profiled['device_busy_seconds']:.3f} s of {profiled['wall_seconds_profiled']:.3f} s "
-            f"({100 * profiled['device_busy_share']:.0f}%)"
+            f"profiled {profile['steps']} steps of {name}: the GPU was busy "
+            f"{profile['device_busy_seconds']:.3f} s of {profile['wall_seconds_profiled']:.3f} s "
+            f"({100 * profile['device_busy_share']:.0f}%)"
         )
-    for name, profile in variant_profiles.items():
-        if "error" not in profile:
-            print(
-                f"profiled {profile['steps']} steps of {name}: the GPU was busy "
-                f"{100 * profile['device_busy_share']:.0f}% of the time"
-            )
     label = device if args.compile == "off" else f"{device}-compile-{args.compile}"
     label += "-cuda-graph" if args.cuda_graph else ""
     label += "-node-streams" if args.node_streams else ""
