@@ -23,9 +23,9 @@ def device_name(device: str) -> str:
     return platform.processor() or "cpu"
 
 
-def default_path(prefix: str) -> Path:
-    """benchmarks/results/<prefix>-<today>.json"""
-    return RESULTS / f"{prefix}-{datetime.date.today().isoformat()}.json"
+def default_path(prefix: str, folder: Path = RESULTS) -> Path:
+    """<folder>/<prefix>-<today>.json, by default in benchmarks/results/"""
+    return folder / f"{prefix}-{datetime.date.today().isoformat()}.json"
 
 
 def write_report(report: dict[str, Any], path: Path) -> Path:

@@ -111,21 +111,15 @@ for name in $steps; do
                     --target /tmp/site "$bundle"/*.whl
             export PYTHONPATH="/tmp/site:$PYTHONPATH"
         fi
-        graphed=()
-        if [ "$name" = packing ]; then
-            label=packing-$device
-            compile=off
-        elif [ "$name" = packing_graphed ]; then
-            label=packing-$device-cuda-graph
-            compile=off
-            graphed=(--cuda-graph)
-        else
-            compile=${COMPILE:-reduce-overhead}
-            label=packing-$device-compile-$compile
-        fi
+        # packing.py names its file after these options, in the folder $out
+        case $name in
+        packing) how=() ;;
+        packing_graphed) how=(--cuda-graph) ;;
+        packing_compiled) how=(--compile "${COMPILE:-reduce-overhead}") ;;
+        esac
         # shellcheck disable=SC2086  # PACKING_ARGS is a list of options
-        step "$name" 420 "$python" benchmarks/packing.py --device "$device" \
-            --compile "$compile" "${graphed[@]}" ${PACKING_ARGS:-} --out "$out/$label-$date.json"
+        step "$name" 420 "$python" benchmarks/packing.py --device "$device" "${how[@]}" \
+            ${PACKING_ARGS:-} --out "$out"
         ;;
     *)
         echo "unknown step $name; steps: tests train_step cuda_graph fuse_nodes packing" \

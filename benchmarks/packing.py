@@ -30,7 +30,7 @@ graph shape also compiles it), ``--cuda-graph`` with its ``cuda_graph: on`` (one
 each trial's whole step): whether packing and CUDA graphs add up.
 
 Writes benchmarks/results/packing-<device>[-compile-<mode>][-cuda-graph]-<date>.json (``--out``
-to change).
+names another file, or another folder for that name).
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ import torch
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _report import default_path, device_name, write_report  # noqa: E402
+from _report import RESULTS, default_path, device_name, write_report  # noqa: E402
 from _synthetic import TEST_IMAGES, write_synthetic_cifar100  # noqa: E402
 from search_overhead import _rows, trained_epoch_seconds  # noqa: E402
 
@@ -224,7 +224,12 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="every trial with the recipe's cuda_graph: on (one CUDA graph for the whole step)",
     )
-    parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="a .json file, or a folder for the default name (default: benchmarks/results/)",
+    )
     args = parser.parse_args(argv)
     if args.cuda_graph and args.compile != "off":
         parser.error("--cuda-graph and --compile cannot be combined (the recipe refuses both)")
@@ -301,7 +306,10 @@ def main(argv: list[str] | None = None) -> int:
     }
     label = f"packing-{args.device}" + ("" if args.compile == "off" else f"-compile-{args.compile}")
     label += "-cuda-graph" if args.cuda_graph else ""
-    write_report(report, args.out or default_path(label))
+    if args.out is not None and args.out.suffix == ".json":
+        write_report(report, args.out)
+    else:
+        write_report(report, default_path(label, args.out or RESULTS))
     return 0
 
 
