@@ -125,39 +125,44 @@ def test_a_changed_setting_is_not_resumed_into_the_same_folder(tmp_path: Path) -
     assert "belongs to another run (these settings differ: seed)" in result.stderr
 
 
+def _train_demo_variant(
+    tmp_path: Path, recipe: str, *args: str
+) -> tuple[subprocess.CompletedProcess, dict]:
+    """``train`` with ``recipe`` (YAML text, demo.yaml changed) into run/: the command's
+    result and its summary.json."""
+    (tmp_path / "variant.yaml").write_text(recipe)
+    result = _train(*args, "--recipe", "variant.yaml", "--out", "run", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    return result, json.loads((tmp_path / "run/summary.json").read_text())
+
+
+DEMO = (REPO / "trainers/demo.yaml").read_text()
+
+
 @pytest.mark.skipif(_cpp_compiler() is None, reason="inductor needs a C++ compiler")
 def test_a_compiled_run_says_so_and_trains(tmp_path: Path) -> None:
-    recipe = (REPO / "trainers/demo.yaml").read_text() + "compile: default\n"
-    (tmp_path / "compiled.yaml").write_text(recipe)
-    result = _train(
-        "dml:2:tiny_cnn", "--dataset", "digits", "--recipe", "compiled.yaml", "--epochs", "2",
-        "--out", "run", cwd=tmp_path,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr
+    result, summary = _train_demo_variant(
+        tmp_path,
+        DEMO + "compile: default\n",
+        "dml:2:tiny_cnn",
+        "--dataset",
+        "digits",
+        "--epochs",
+        "2",
+    )
     assert "compile: default: the first epoch also compiles the training step" in result.stderr
-    summary = json.loads((tmp_path / "run/summary.json").read_text())
     assert summary["epochs"] == 2 and summary["val"]["acc_node0"] > 0.2  # 10 classes: chance 0.1
 
 
 def test_a_run_says_which_precision_it_trains_in(tmp_path: Path) -> None:
-    recipe = (REPO / "trainers/demo.yaml").read_text().replace("precision: fp32", "precision: bf16")
-    (tmp_path / "bf16.yaml").write_text(recipe)
-    result = _train(
-        "independent:mlp", "--recipe", "bf16.yaml", "--epochs", "1", "--out", "run", cwd=tmp_path
-    )
-    assert result.returncode == 0, result.stderr
+    bf16 = DEMO.replace("precision: fp32", "precision: bf16")
+    result, summary = _train_demo_variant(tmp_path, bf16, "independent:mlp", "--epochs", "1")
     assert "1 epoch, seed 0, device cpu in bf16; writing run" in result.stderr
-    summary = json.loads((tmp_path / "run/summary.json").read_text())
     assert summary["precision"] == "bf16" and summary["recipe"]["precision"] == "bf16"
 
 
 def test_a_cpu_run_says_cuda_graph_does_not_apply(tmp_path: Path) -> None:
-    recipe = (REPO / "trainers/demo.yaml").read_text() + "cuda_graph: on\n"
-    (tmp_path / "graphed.yaml").write_text(recipe)
-    result = _train(
-        "independent:mlp", "--recipe", "graphed.yaml", "--epochs", "1", "--out", "run", cwd=tmp_path
-    )
-    assert result.returncode == 0, result.stderr
+    graphed = DEMO + "cuda_graph: on\n"
+    result, summary = _train_demo_variant(tmp_path, graphed, "independent:mlp", "--epochs", "1")
     assert "cuda_graph: on applies to CUDA devices; on cpu each step runs eagerly" in result.stderr
-    summary = json.loads((tmp_path / "run/summary.json").read_text())
     assert summary["graphed_steps"] == 0 and summary["recipe"]["cuda_graph"] == "on"
