@@ -179,17 +179,16 @@ def test_ray_asks_for_its_raylet_only_once_the_raylet_has_registered(monkeypatch
     from ray._private import services
     from ray._raylet import GcsClient, NodeID
     from ray.core.generated.gcs_pb2 import GcsNodeInfo
-    from ray.core.generated.gcs_service_pb2 import GetAllNodeInfoRequest
 
     registered_when_asked: list[bool] = []
     get_node = services.get_node
 
     def observed(gcs_address: str, node_id: str):
-        selector = GetAllNodeInfoRequest.NodeSelector(node_id=NodeID.from_hex(node_id).binary())
-        found = GcsClient(address=gcs_address).get_all_node_info(
-            timeout=5, node_selectors=[selector], state_filter=GcsNodeInfo.GcsNodeState.ALIVE
+        nodes = GcsClient(address=gcs_address).get_all_node_info(timeout=5)
+        info = nodes.get(NodeID.from_hex(node_id))
+        registered_when_asked.append(
+            info is not None and info.state == GcsNodeInfo.GcsNodeState.ALIVE
         )
-        registered_when_asked.append(bool(found))
         return get_node(gcs_address, node_id)
 
     monkeypatch.setattr(services, "get_node", observed)
