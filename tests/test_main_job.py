@@ -35,10 +35,13 @@ def test_readme_main_job_finishes_within_ten_minutes_with_the_comparison_table(
     out = result.stdout
     assert re.search(r"search digits-demo-\S+: 32 trials in \d+ s", out)
     table = out[out.index("val gain vs independent") :].splitlines()
-    labels = [line.split()[1] for line in table[1:] if line.split() and line.split()[0].isdigit()]
-    assert {"independent", "dml:3"} <= set(labels) and sum(
-        label.startswith("rank") for label in labels
-    ) == 3
+    rows = [line.split() for line in table[1:] if line.split() and line.split()[0].isdigit()]
+    labels = [row[1] for row in rows]
+    # the dml baseline has as many nodes as the best graph, and a trial trains only the nodes
+    # with a path of edges to the target, so a best graph of the 3-node space may have 2
+    best_nodes = next(int(row[2]) for row in rows if row[1].startswith("rank1-"))
+    assert {"independent", f"dml:{max(2, best_nodes)}"} <= set(labels)
+    assert sum(label.startswith("rank") for label in labels) == 3
     exported = list((tmp_path / "results").glob("digits-demo-*/export/rank*.png"))
     assert len(exported) == 5
     # the console holds our lines, not Tune's configuration box or TensorBoard hint
