@@ -124,7 +124,8 @@ def _quicker_local_start() -> Iterator[None]:
         # kept twice as long
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
-            # every node's entry: a local start has only its own, and Ray before 2.54 filters none
+            # the whole table: a local start has only its own node, Ray before 2.54 cannot ask for
+            # one node, and Ray 2.41 not for the alive ones either
             info = client.get_all_node_info(timeout=5).get(ours)
             if info is not None and info.state == alive:
                 return
