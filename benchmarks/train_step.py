@@ -325,9 +325,9 @@ def main() -> None:
         "variant_profiles": {name: p for name, p in profiles.items() if name != "ours"},
         # steps replayed as one CUDA graph by each variant with cuda_graph: on
         "graphed_steps": {
-            impl.name: impl.trainer.step_graph.replays
+            impl.name: impl.trainer.graphed_steps
             for impl in variants
-            if impl.trainer.step_graph is not None
+            if impl.trainer.recipe.cuda_graph == "on"
         },
     }
     print(

@@ -157,8 +157,8 @@ def _train(
             trainer.save_checkpoint(store.checkpoint(key))
             store.write_rows(key, [m.row() for m in trainer.history])
             saved_at = time.monotonic()
-        if trainer.step_graph is not None:  # cuda_graph: on; 0 where capture failed
-            reporter.extra["graphed_steps"] = trainer.step_graph.replays
+        if trainer.recipe.cuda_graph == "on":  # 0 on the CPU or where the capture failed
+            reporter.extra["graphed_steps"] = trainer.graphed_steps
         if metrics.epoch > reporter.reported:  # not when retraining after a restore
             reporter.report(metrics.row(), trained_here=True)
 

@@ -138,7 +138,7 @@ def train_run(
         # what the recipe's precision resolved to here (auto depends on the machine)
         "precision": precision_name(trainer.autocast_dtype),
         # steps of this process replayed as one CUDA graph (cuda_graph: on, on CUDA only)
-        "graphed_steps": trainer.step_graph.replays if trainer.step_graph is not None else 0,
+        "graphed_steps": trainer.graphed_steps,
         "epochs": trainer.epoch,
         "val": val.row(),
         "test": test.row(),

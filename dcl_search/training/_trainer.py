@@ -185,6 +185,7 @@ class CollaborativeTrainer:
             self.node_streams = [torch.cuda.Stream(self.device) for _ in range(self.num_nodes)]
         # cuda_graph: on applies to CUDA devices; on the CPU the step runs as without it
         self.step_graph: StepGraph | None = None
+        self._replays_before_fallback = 0  # kept when a failed re-capture drops the graph
         if recipe.cuda_graph == "on" and on_cuda:
             self.step_graph = StepGraph(
                 self._step_body, self.num_nodes, CudaGraphCapture(self.device)
@@ -312,9 +313,17 @@ class CollaborativeTrainer:
                 RuntimeWarning,
                 stacklevel=2,
             )
+            self._replays_before_fallback += self.step_graph.replays
             self.step_graph = None
             self.optimizer.zero_grad(set_to_none=True)  # gradients the capture allocated
             return self._step_body(x, y, progress)
+
+    @property
+    def graphed_steps(self) -> int:
+        """Steps of this process replayed as one CUDA graph (``cuda_graph: on`` on CUDA),
+        those before a failed re-capture included."""
+        replays = self.step_graph.replays if self.step_graph is not None else 0
+        return self._replays_before_fallback + replays
 
     def _collaborative_backward(
         self,

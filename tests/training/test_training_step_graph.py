@@ -24,16 +24,18 @@ WARMUP = 3
 class RecordingCapture:
     """CUDA graphs' contract on the CPU: ``capture`` runs nothing, ``replay`` reruns ``fn``."""
 
-    def __init__(self, fail: bool = False) -> None:
-        self.fail = fail
+    def __init__(self, fail: bool = False, fail_from_capture: int | None = None) -> None:
+        self.fail_from_capture = 1 if fail else fail_from_capture
         self.eager = 0
+        self.tries = 0
 
     def run_eager(self, fn):
         self.eager += 1
         return fn()
 
     def capture(self, fn):
-        if self.fail:
+        self.tries += 1
+        if self.fail_from_capture is not None and self.tries >= self.fail_from_capture:
             raise RuntimeError("CUDA error: operation not permitted when stream is capturing")
         return fn
 
@@ -139,6 +141,17 @@ def test_a_step_that_cannot_be_captured_trains_on_eagerly(digits, gated_graph) -
     list(plain.train_epochs())
     assert graphed.step_graph is None
     _assert_same_training(graphed, plain)
+
+
+def test_a_failed_re_capture_keeps_the_count_of_the_steps_replayed_before(
+    digits, gated_graph
+) -> None:
+    capture = RecordingCapture(fail_from_capture=2)  # the second epoch's learning rate fails
+    graphed = _graphed(digits, gated_graph, _recipe(cuda_graph="on"), capture)
+    with pytest.warns(RuntimeWarning, match="could not be captured as a CUDA graph"):
+        list(graphed.train_epochs())
+    assert graphed.step_graph is None and capture.tries == 2
+    assert graphed.graphed_steps == graphed.total_steps // 3 - WARMUP  # the first epoch's
 
 
 def test_cuda_graph_is_refused_with_compile_and_left_out_of_the_digest() -> None:
