@@ -11,6 +11,12 @@ from dcl_search.cli._common import accuracy_table, add_data_options, at_least, l
 
 HELP = "train one graph (a JSON file or a preset: independent, kd, dml:3, ...)"
 
+#: recipe keys that change only how a CUDA device runs the step → what happens elsewhere instead
+CUDA_ONLY = {
+    "cuda_graph": "each step runs eagerly",
+    "node_streams": "the nodes run one after another",
+}
+
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser("train", help=HELP, description=HELP)
@@ -94,11 +100,9 @@ def run(args: argparse.Namespace) -> int:
             "(seconds to minutes once per model and shape; cached on this machine)",
             file=sys.stderr,
         )
-    if recipe.cuda_graph == "on" and device.type != "cuda":
-        print(
-            f"cuda_graph: on applies to CUDA devices; on {args.device} each step runs eagerly",
-            file=sys.stderr,
-        )
+    for key, instead in CUDA_ONLY.items():
+        if getattr(recipe, key) == "on" and device.type != "cuda":
+            print(f"{key}: on applies to CUDA devices; on {args.device} {instead}", file=sys.stderr)
     bars: list[tqdm] = []  # made once the resumed epoch is known, so messages keep their own line
 
     def on_start(trainer) -> None:

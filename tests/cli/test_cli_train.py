@@ -161,8 +161,11 @@ def test_a_run_says_which_precision_it_trains_in(tmp_path: Path) -> None:
     assert summary["precision"] == "bf16" and summary["recipe"]["precision"] == "bf16"
 
 
-def test_a_cpu_run_says_cuda_graph_does_not_apply(tmp_path: Path) -> None:
-    graphed = DEMO + "cuda_graph: on\n"
+def test_a_cpu_run_says_the_cuda_only_keys_do_not_apply(tmp_path: Path) -> None:
+    graphed = DEMO + "cuda_graph: on\nnode_streams: on\n"
     result, summary = _train_demo_variant(tmp_path, graphed, "independent:mlp", "--epochs", "1")
     assert "cuda_graph: on applies to CUDA devices; on cpu each step runs eagerly" in result.stderr
+    assert "node_streams: on applies to CUDA devices; on cpu the nodes run one after another" in (
+        result.stderr
+    )
     assert summary["graphed_steps"] == 0 and summary["recipe"]["cuda_graph"] == "on"
