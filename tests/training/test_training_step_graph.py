@@ -24,8 +24,8 @@ WARMUP = 3
 class RecordingCapture:
     """CUDA graphs' contract on the CPU: ``capture`` runs nothing, ``replay`` reruns ``fn``."""
 
-    def __init__(self, fail: bool = False, fail_from_capture: int | None = None) -> None:
-        self.fail_from_capture = 1 if fail else fail_from_capture
+    def __init__(self, fail_from_capture: int | None = None) -> None:
+        self.fail_from_capture = fail_from_capture  # the first try that fails; None: none
         self.eager = 0
         self.tries = 0
 
@@ -133,7 +133,9 @@ def test_a_loaded_checkpoint_is_captured_anew(digits, gated_graph, tmp_path) -> 
 
 
 def test_a_step_that_cannot_be_captured_trains_on_eagerly(digits, gated_graph) -> None:
-    graphed = _graphed(digits, gated_graph, _recipe(cuda_graph="on"), RecordingCapture(fail=True))
+    graphed = _graphed(
+        digits, gated_graph, _recipe(cuda_graph="on"), RecordingCapture(fail_from_capture=1)
+    )
     plain = CollaborativeTrainer(gated_graph, digits, _recipe(), seed=0)
     with pytest.warns(RuntimeWarning, match="could not be captured as a CUDA graph") as caught:
         list(graphed.train_epochs())
